@@ -1,0 +1,1 @@
+"""Datasets, keypoint layouts, clip sampling and shared-affine transforms."""

@@ -1,0 +1,1 @@
+"""Pose models: backbones, flow estimators, deformable ops, temporal heads, refiners."""

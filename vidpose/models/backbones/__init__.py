@@ -1,0 +1,1 @@
+"""Backbones (registry BACKBONES): feature maps with declared channels and stride."""

@@ -1,0 +1,1 @@
+"""Heads (registry HEADS): temporal fusion heads producing key-frame heatmaps."""

@@ -1,0 +1,1 @@
+"""Deformable operators on torchvision.ops and grid_sample."""

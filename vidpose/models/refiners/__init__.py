@@ -1,0 +1,1 @@
+"""Coordinate refiners (registry REFINERS) applied after a heatmap model."""
