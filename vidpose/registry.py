@@ -255,4 +255,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m` runs this file as __main__, a second copy of the module: built-ins register
+    # into the importable vidpose.registry, so list that one.
+    import vidpose.registry as _registry
+
+    _registry.main()
