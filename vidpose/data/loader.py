@@ -19,8 +19,6 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "EpochSampler",
     "build_loader",
     "collate",
@@ -30,8 +28,6 @@ __all__ = [
     "worker_init_fn",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -61,18 +57,12 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def to_device(
-    batch: dict[str, Any],
-    device: torch.device | str,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    keep_rgb: bool = True,
-) -> dict[str, Any]:
-    """Move a batch to ``device``; frames ``uint8 (B, T, H, W, 3)`` -> normalised float ``(B, T, 3, H, W)``.
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Move a batch to ``device``; frames ``uint8 (B, T, H, W, 3)`` -> float RGB in [0, 1] ``(B, T, 3, H, W)``.
 
-    The uint8 frames are transferred, then converted on the device. ``frames`` is
-    ``(rgb - mean) / std``; with ``keep_rgb`` the un-normalised RGB in [0, 1] is kept as
-    ``frames_rgb`` (flow estimators want it); otherwise it is ``frames * std + mean``.
+    The uint8 frames are transferred, then converted on the device. ImageNet normalisation is
+    the model's first step (``PoseModel``), so flow estimators and normalised backbones see
+    the same tensor.
     """
     device = torch.device(device)
     out = {
@@ -82,12 +72,7 @@ def to_device(
     frames = out["frames"]
     if frames.dtype != torch.uint8 or frames.dim() != 5 or frames.shape[-1] != 3:
         raise ValueError(f"batch['frames'] must be uint8 (B, T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
-    rgb = frames.permute(0, 1, 4, 2, 3).float().div_(255.0).contiguous()
-    mean_t = torch.tensor(mean, dtype=rgb.dtype, device=device).view(1, 1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=rgb.dtype, device=device).view(1, 1, 3, 1, 1)
-    out["frames"] = (rgb - mean_t) / std_t
-    if keep_rgb:
-        out["frames_rgb"] = rgb
+    out["frames"] = frames.permute(0, 1, 4, 2, 3).float().div_(255.0).contiguous()
     return out
 
 

@@ -1,0 +1,30 @@
+"""Train an experiment: ``python tools/train.py +exp=<name> [key=value ...]``.
+
+A thin Hydra shell over :func:`vidpose.engine.train`; multi-GPU with
+``torchrun --nproc_per_node=N tools/train.py +exp=<name>``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from vidpose.engine.trainer import NonFiniteError, PREEMPTED_EXIT_CODE, train
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    try:
+        metrics = train(cfg)
+    except NonFiniteError as exc:
+        print(f"training stopped: {exc}", file=sys.stderr)
+        sys.exit(3)
+    if "stopped_by_signal" in metrics:
+        sys.exit(PREEMPTED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()

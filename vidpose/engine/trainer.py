@@ -1,0 +1,470 @@
+"""One trainer for every method: ``train(cfg)`` and ``evaluate(cfg)`` over a resolved Hydra config.
+
+Per step: loader (uint8 frames) -> device -> targets generated on the device from keypoints ->
+model under autocast -> head loss -> backward (gradient accumulation, DDP ``no_sync`` between
+micro-steps) -> finite check -> gradient clipping -> optimizer step -> LR from the schedule.
+Checkpoints hold model, optimizer, scaler, epoch, step, position in the epoch and RNG states,
+so ``resume`` continues exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vidpose import __version__
+from vidpose.data.loader import collate, to_device, worker_init_fn
+from vidpose.engine import builders
+from vidpose.engine.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    capture_rng_state,
+    find_latest,
+    load_checkpoint,
+    restore_rng_state,
+)
+from vidpose.engine.distributed import DistInfo, ResumableSampler, all_gather_objects, cleanup, init_distributed
+from vidpose.engine.evaluator import Evaluator
+from vidpose.engine.initialise import initialise_weights
+from vidpose.engine.logging import RunLogger, setup_console_logging
+from vidpose.engine.optim import LRSchedule, apply_lr, build_optimizer
+from vidpose.registry import load_plugins, to_plain
+
+__all__ = ["train", "evaluate", "Trainer", "NonFiniteError", "PREEMPTED_EXIT_CODE"]
+
+log = logging.getLogger("vidpose.train")
+
+# Exit code after a SIGTERM/SIGINT that was honoured by writing a checkpoint (EX_TEMPFAIL).
+PREEMPTED_EXIT_CODE = 75
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN/Inf; the message names the terms and parameters."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    if setting == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    table = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if setting not in table:
+        raise ValueError(f"trainer.amp: expected auto, off, bf16 or fp16, got {setting!r}")
+    return table[setting]
+
+
+class Trainer:
+    """Builds a run from its config and trains it."""
+
+    def __init__(self, cfg: Any, info: DistInfo, run_dir: Path) -> None:
+        self.cfg, self.info, self.run_dir = cfg, info, run_dir
+        tcfg = to_plain(cfg.trainer)
+        self.tcfg = tcfg
+        self.device = info.device
+        self.layout = builders.build_layout(cfg)
+        self.geometry = builders.build_geometry(cfg)
+        self.spec = builders.clip_spec(cfg)
+
+        self.train_index = builders.build_index(cfg, str(cfg.data.train.split))
+        self.train_instances = builders.build_instances(cfg, self.train_index, True, tcfg.get("train_max_instances"))
+        self.train_set = builders.build_dataset(cfg, self.train_index, self.train_instances, self.geometry, self.layout, True)
+        self.val_index = builders.build_index(cfg, str(cfg.data.val.split))
+        val_instances = builders.build_instances(cfg, self.val_index, False, tcfg.get("val_max_instances"))
+        val_set = builders.build_dataset(cfg, self.val_index, val_instances, self.geometry, self.layout, False)
+
+        self.model = builders.build_model(cfg, self.layout, self.geometry).to(self.device)
+        self.target = builders.build_target(cfg, self.geometry)
+        missing = set(self.model.head.targets) - set(self.target.outputs)
+        if missing:
+            raise ValueError(
+                f"head {cfg.head.name!r} needs targets {sorted(missing)}, which target {cfg.target.name!r} "
+                f"does not produce (it produces {list(self.target.outputs)})"
+            )
+        counts = builders.describe_parameters(self.model)
+        log.info("parameters: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+        ocfg = to_plain(cfg.optim)
+        self.accumulate = int(ocfg.pop("accumulate", 1))
+        self.clip_grad = ocfg.pop("clip_grad", None)
+        self.optimizer = build_optimizer(self.model, **ocfg)
+        self.batch_size = int(tcfg["batch_size"])
+        self.sampler = ResumableSampler(
+            len(self.train_set), shuffle=True, seed=int(cfg.seed), rank=info.rank, world_size=info.world_size
+        )
+        micro_per_epoch = len(self.sampler) // self.batch_size
+        if micro_per_epoch < self.accumulate:
+            raise ValueError(
+                f"an epoch has {micro_per_epoch} batches of {self.batch_size} per rank, fewer than "
+                f"optim.accumulate={self.accumulate}; lower trainer.batch_size"
+            )
+        self.micro_per_epoch = micro_per_epoch - micro_per_epoch % self.accumulate
+        self.train_loader = self._loader()
+        scfg = to_plain(cfg.schedule)
+        self.epochs = int(scfg.pop("epochs"))
+        self.schedule = LRSchedule(
+            epochs=self.epochs, steps_per_epoch=self.micro_per_epoch // self.accumulate, **scfg
+        )
+        self.amp_dtype = _amp_dtype(str(tcfg.get("amp", "auto")), self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+        self.ckpt = CheckpointManager(run_dir / "checkpoints", keep_last=int(tcfg.get("keep_last", 2)))
+        self.logger = RunLogger(run_dir / "tb", enabled=info.is_main and bool(tcfg.get("tensorboard", True)))
+        self.evaluator = Evaluator(
+            self.val_index,
+            val_instances,
+            val_set,
+            self.geometry,
+            self.layout,
+            str(cfg.data.benchmark),
+            run_dir / "predictions",
+            info,
+            batch_size=int(tcfg.get("val_batch_size", self.batch_size)),
+            num_workers=int(tcfg.get("num_workers", 0)),
+            flip_test=bool(cfg.codec.flip_test),
+            refine=str(cfg.codec.refine),
+            score=str(cfg.evaluation.score),
+            sigma=builders.target_sigma(cfg),
+        )
+        self.epoch, self.step, self.micro_in_epoch = 0, 0, 0
+        self.best_metric = -math.inf
+        self.history: list[dict[str, Any]] = []
+        self.skipped_steps = 0
+        self._stop_signal: int | None = None
+
+        self.ddp_model: torch.nn.Module = self.model
+        if info.distributed:
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly."""
+        return {
+            "vidpose_version": __version__,
+            "config": to_plain(self.cfg),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "micro_in_epoch": self.micro_in_epoch,
+            "best_metric": self.best_metric,
+            "rng": capture_rng_state(),
+            "world_size": self.info.world_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (same world size required for exact continuation)."""
+        if state.get("world_size", 1) != self.info.world_size:
+            log.warning(
+                "resuming a run saved with %s processes on %s: data order differs from an uninterrupted run",
+                state.get("world_size"), self.info.world_size,
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.micro_in_epoch = int(state["micro_in_epoch"])
+        self.best_metric = float(state["best_metric"])
+        restore_rng_state(state["rng"])
+
+    def _resolve_resume(self) -> Path | None:
+        resume = self.cfg.get("resume")
+        if resume in (None, "", False):
+            return None
+        if resume == "auto":
+            directory = Path(self.cfg.paths.output_dir).parent
+            found = [p for d in sorted(directory.glob("*/checkpoints")) if (p := find_latest(d)) is not None]
+            found.sort(key=lambda p: p.stat().st_mtime)
+            if not found:
+                log.info("resume=auto: no checkpoint under %s; starting a new run", directory)
+                return None
+            return found[-1]
+        path = Path(resume)
+        if path.is_dir():
+            latest = find_latest(path)
+            if latest is None:
+                raise CheckpointError(f"resume={resume}: no valid checkpoint in that directory")
+            return latest
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self) -> DataLoader:
+        workers = int(self.tcfg.get("num_workers", 0))
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=worker_init_fn,
+            persistent_workers=workers > 0,
+        )
+
+    def _check_finite_loss(self, losses: Mapping[str, torch.Tensor]) -> bool:
+        if torch.isfinite(losses["loss"]).all():
+            return True
+        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+        self._non_finite(f"non-finite loss at step {self.step}: terms {bad}")
+        return False
+
+    def _check_finite_grads(self) -> bool:
+        params = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None]
+        norms = torch._foreach_norm([p.grad for _, p in params]) if params else []
+        if all(torch.isfinite(n) for n in norms):
+            return True
+        names = [n for (n, _), g in zip(params, norms) if not torch.isfinite(g)]
+        self._non_finite(f"non-finite gradient at step {self.step} in {len(names)} parameters: {names[:10]}")
+        return False
+
+    def _non_finite(self, message: str) -> None:
+        policy = str(self.tcfg.get("nan_policy", "stop"))
+        if policy == "stop":
+            raise NonFiniteError(message + " (trainer.nan_policy=stop)")
+        if policy != "skip":
+            raise ValueError(f"trainer.nan_policy: expected stop or skip, got {policy!r}")
+        self.skipped_steps += 1
+        log.warning("%s; skipping the step (%d skipped so far)", message, self.skipped_steps)
+        if self.skipped_steps > int(self.tcfg.get("max_skipped_steps", 20)):
+            raise NonFiniteError(f"more than {self.tcfg.get('max_skipped_steps', 20)} non-finite steps; stopping")
+
+    def _train_micro(self, batch: dict, sync: bool) -> dict[str, torch.Tensor] | None:
+        batch = to_device(batch, self.device)
+        targets = self.target(
+            batch["keypoints"], batch["visible"], batch["clamped"], self.spec.key_index, names=self.model.head.targets
+        )
+        context = self.ddp_model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
+        with context:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+                outputs = self.ddp_model(batch["frames"], batch)
+            losses = self.model.loss(outputs, targets)
+            if not self._check_finite_loss(losses):
+                return None
+            self.scaler.scale(losses["loss"] / self.accumulate).backward()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _optimizer_step(self) -> bool:
+        self.scaler.unscale_(self.optimizer)
+        if not self._check_finite_grads():
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return False
+        if self.clip_grad:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.grad is not None], float(self.clip_grad)
+            )
+        apply_lr(self.optimizer, self.schedule.factor(self.step))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, frame):  # noqa: ARG001 - signal API
+            self._stop_signal = signum
+            log.warning("received signal %d: finishing the current step, then checkpointing", signum)
+
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. some test runners)
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
+
+    def save(self, is_best: bool = False) -> Path | None:
+        """Write a checkpoint on rank 0."""
+        if not self.info.is_main:
+            return None
+        return self.ckpt.save(self.state_dict(), self.step, is_best=is_best)
+
+    def _stop_requested(self) -> bool:
+        flags = all_gather_objects(self._stop_signal is not None) if self.info.distributed else [self._stop_signal is not None]
+        return any(flags)
+
+    def train_epoch(self) -> bool:
+        """Run the rest of the current epoch; False when a stop signal or max_steps ended it early."""
+        self.model.train()
+        self.sampler.set_epoch(self.epoch, start=self.micro_in_epoch * self.batch_size)
+        max_steps = self.tcfg.get("max_steps")
+        log_every = int(self.tcfg.get("log_every", 50))
+        ckpt_every = self.tcfg.get("ckpt_every_steps")
+        remaining = self.micro_per_epoch - self.micro_in_epoch
+        bar = tqdm(
+            total=remaining, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.info.is_main,
+            dynamic_ncols=True, leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        running: dict[str, float] = {}
+        start = time.perf_counter()
+        data_wait = 0.0
+        tic = time.perf_counter()
+        for batch in self.train_loader:
+            data_wait += time.perf_counter() - tic
+            if self.micro_in_epoch >= self.micro_per_epoch:
+                break
+            sync = (self.micro_in_epoch + 1) % self.accumulate == 0
+            losses = self._train_micro(batch, sync)
+            self.micro_in_epoch += 1
+            bar.update(1)
+            if losses is not None:
+                for k, v in losses.items():
+                    running[k] = running.get(k, 0.0) + float(v)
+            if not sync:
+                tic = time.perf_counter()
+                continue
+            if losses is None:
+                self.optimizer.zero_grad(set_to_none=True)
+            else:
+                self._optimizer_step()
+            self.step += 1
+            if self.step % log_every == 0 and running:
+                n = log_every * self.accumulate
+                means = {k: v / n for k, v in running.items()}
+                means["lr"] = self.optimizer.param_groups[0]["lr"]
+                means["data_wait_fraction"] = data_wait / max(1e-9, time.perf_counter() - start)
+                self.logger.scalars(means, self.step, prefix="train/")
+                bar.set_postfix(loss=f"{means['loss']:.3e}")
+                running = {}
+            if ckpt_every and self.step % int(ckpt_every) == 0:
+                self.save()
+            if self._stop_requested():
+                self.save()
+                bar.close()
+                return False
+            if max_steps is not None and self.step >= int(max_steps):
+                bar.close()
+                return False
+            tic = time.perf_counter()
+        bar.close()
+        return True
+
+    def validate(self) -> dict[str, Any]:
+        """Evaluate on the validation set; rank 0 logs and returns metrics."""
+        metrics = self.evaluator.evaluate(self.model, tag=f"epoch_{self.epoch:03d}", amp_dtype=self.amp_dtype)
+        if self.info.is_main:
+            predictions = metrics.pop("_predictions")
+            self.logger.scalars(metrics, self.step, prefix="val/")
+            self._log_images(predictions)
+            shown = {k: round(v, 2) for k, v in metrics.items() if isinstance(v, float)}
+            log.info("epoch %d validation: %s", self.epoch, shown)
+        return metrics
+
+    def _log_images(self, predictions) -> None:
+        from vidpose.engine.pictures import prediction_picture
+
+        picture = prediction_picture(self.evaluator, predictions, max_people=8)
+        self.logger.image("val/predictions", picture, self.step)
+        self.last_picture = picture
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or to a stop signal) and return the last validation metrics."""
+        self._install_signal_handlers()
+        resume_path = self._resolve_resume()
+        if resume_path is not None:
+            log.info("resuming from %s", resume_path)
+            self.load_state_dict(load_checkpoint(resume_path, map_location=self.device))
+        elif self.cfg.get("init_from"):
+            report = initialise_weights(self.model, str(self.cfg.init_from))
+            log.info("initialised weights from %s: %s", self.cfg.init_from, report)
+        val_every = int(self.tcfg.get("val_every", 1))
+        metrics: dict[str, Any] = {}
+        primary = self.evaluator.primary_metric
+        while self.epoch < self.epochs:
+            finished = self.train_epoch()
+            if not finished:
+                if self._stop_signal is not None:
+                    log.warning("stopped by signal %d after step %d; checkpoint written", self._stop_signal, self.step)
+                    return {"stopped_by_signal": self._stop_signal, "step": self.step}
+                metrics = self.validate()
+                self.save(is_best=self._is_best(metrics, primary))
+                break
+            self.epoch += 1
+            self.micro_in_epoch = 0
+            due = self.epoch % val_every == 0 or self.epoch == self.epochs
+            if due:
+                metrics = self.validate()
+            self.save(is_best=due and self._is_best(metrics, primary))
+        self.logger.close()
+        return metrics
+
+    def _is_best(self, metrics: Mapping[str, Any], primary: str) -> bool:
+        if not self.info.is_main:
+            return False
+        value = metrics.get(primary)
+        if value is None or not math.isfinite(value):
+            log.warning("validation %s is %r; this checkpoint is not a best candidate", primary, value)
+            return False
+        if value > self.best_metric:
+            self.best_metric = float(value)
+            return True
+        return False
+
+
+def _run_dir(cfg: Any) -> Path:
+    return Path(str(cfg.paths.output_dir))
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """Train the experiment a resolved config describes; returns the final validation metrics."""
+    load_plugins(to_plain(cfg.get("plugins")) or [])
+    info = init_distributed(str(cfg.trainer.get("device", "auto")), float(cfg.trainer.get("dist_timeout_s", 1800)))
+    run_dir = _run_dir(cfg)
+    setup_console_logging(run_dir, info.is_main)
+    seed_everything(int(cfg.seed))
+    if cfg.trainer.get("deterministic", False):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        trainer = Trainer(cfg, info, run_dir)
+        metrics = trainer.fit()
+        if info.is_main and "stopped_by_signal" not in metrics:
+            _report(trainer, metrics)
+        return metrics
+    finally:
+        cleanup()
+
+
+def _report(trainer: Trainer, metrics: Mapping[str, Any]) -> None:
+    from vidpose.viz import save_png
+
+    primary = trainer.evaluator.primary_metric
+    picture_path = trainer.run_dir / "predictions.png"
+    if getattr(trainer, "last_picture", None) is not None:
+        save_png(str(picture_path), trainer.last_picture)
+    lines = [
+        f"final {primary} on {trainer.val_index.name}: {metrics.get(primary, float('nan')):.2f}",
+        f"  tensorboard: {trainer.run_dir / 'tb'}",
+        f"  checkpoints: {trainer.ckpt.directory}",
+        f"  picture of predicted skeletons: {picture_path}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """Evaluate a checkpoint (``ckpt=``) or initial weights (``init_from=``) on the validation set."""
+    from vidpose.engine.evaluate_run import run_evaluation
+
+    load_plugins(to_plain(cfg.get("plugins")) or [])
+    info = init_distributed(str(cfg.trainer.get("device", "auto")), float(cfg.trainer.get("dist_timeout_s", 1800)))
+    setup_console_logging(_run_dir(cfg), info.is_main)
+    try:
+        return run_evaluation(cfg, info)
+    finally:
+        cleanup()

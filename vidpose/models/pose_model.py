@@ -1,0 +1,120 @@
+"""PoseModel: backbone + optional flow + head, with the per-method plumbing done once.
+
+``forward(frames, batch)`` takes RGB frames in ``[0, 1]`` as ``(B, T, 3, H, W)`` (the loader
+transfers uint8 and converts on the device); the model normalises them itself, so flow
+estimators, which want un-normalised images, see the same tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from vidpose.models.heads.base import Head
+
+__all__ = ["PoseModel", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PoseModel(nn.Module):
+    """Runs the backbone on the frames the head asks for, computes the flows it declares, calls it."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: Head,
+        flow: nn.Module | None = None,
+        num_frames: int = 1,
+        key_index: int = 0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        if head.frames not in ("key", "all"):
+            raise ValueError(f"{type(head).__name__}.frames must be 'key' or 'all', got {head.frames!r}")
+        if not 0 <= key_index < num_frames:
+            raise ValueError(f"key_index {key_index} outside a clip of {num_frames} frames")
+        self.backbone = backbone
+        self.head = head
+        self.flow = flow
+        self.num_frames = num_frames
+        self.key_index = key_index
+        self.pairs = list(head.flow_pairs(num_frames, key_index))
+        if self.pairs and flow is None:
+            raise ValueError(
+                f"head {type(head).__name__} needs optical flow for frame pairs {self.pairs}; "
+                "set flow to raft_small, raft_large or opencv_dis"
+            )
+        if head.needs_initial_heatmaps and getattr(backbone, "heatmap_layer", None) is None:
+            raise ValueError(
+                f"head {type(head).__name__} needs the backbone's single-frame heatmaps; "
+                f"{type(backbone).__name__} has no heatmap layer (use a pose HRNet with with_heatmap_layer=true)"
+            )
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1), persistent=False)
+        if head.freeze_backbone:
+            backbone.requires_grad_(False)
+        if flow is not None:
+            flow.requires_grad_(False)
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """Whether the head declared the backbone frozen."""
+        return self.head.freeze_backbone
+
+    def train(self, mode: bool = True) -> "PoseModel":
+        """Switch modes; a frozen backbone and the flow estimator always stay in eval mode."""
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        if self.flow is not None:
+            self.flow.eval()
+        return self
+
+    def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Named parameters that receive gradients (frozen parts excluded)."""
+        return ((n, p) for n, p in self.named_parameters() if p.requires_grad)
+
+    def _backbone(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backbone_frozen:
+            with torch.no_grad():
+                return self.backbone(x)
+        return self.backbone(x)
+
+    def compute_flows(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """Flows of the head's frame pairs: ``(B, P, 2, H, W)`` in input pixels, or None."""
+        if not self.pairs:
+            return None
+        with torch.no_grad():
+            flows = [self.flow(frames[:, a].float(), frames[:, b].float()) for a, b in self.pairs]
+        return torch.stack(flows, dim=1)
+
+    def forward(self, frames: torch.Tensor, batch: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """RGB frames in [0, 1] ``(B, T, 3, H, W)`` -> head outputs (``"heatmaps"``: ``(B, K, h, w)``)."""
+        if frames.dim() != 5 or frames.shape[1] != self.num_frames or frames.shape[2] != 3:
+            raise ValueError(
+                f"expected frames of shape (B, {self.num_frames}, 3, H, W), got {tuple(frames.shape)}"
+            )
+        normalised = (frames - self.mean.to(frames.dtype)) / self.std.to(frames.dtype)
+        b, t = frames.shape[:2]
+        if self.head.frames == "key":
+            features = self._backbone(normalised[:, self.key_index])
+        else:
+            flat = self._backbone(normalised.flatten(0, 1))
+            features = flat.unflatten(0, (b, t))
+        initial = None
+        if self.head.needs_initial_heatmaps:
+            flat_features = features.flatten(0, 1) if features.dim() == 5 else features
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+                initial = self.backbone.heatmaps(flat_features)
+            if features.dim() == 5:
+                initial = initial.unflatten(0, (b, t))
+        return self.head(features, batch, flows=self.compute_flows(frames), initial_heatmaps=initial)
+
+    def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The head's loss terms."""
+        return self.head.loss(outputs, targets)
