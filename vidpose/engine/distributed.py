@@ -106,37 +106,45 @@ class ShardSampler(Sampler[int]):
 
 
 class ResumableSampler(Sampler[tuple[int, int]]):
-    """Per-epoch seeded order (shuffled or not) sharded over ranks, starting at a given position.
+    """Per-epoch seeded order split into global batches, each split into contiguous per-rank blocks.
 
-    Yields ``(epoch, index)`` pairs, so a dataset's per-sample randomness follows the epoch even
-    inside persistent workers. The order depends only on ``(seed, epoch)``; :meth:`set_epoch` with ``start`` skips the
-    first ``start`` indices of this rank's shard, which is how a resumed run continues inside
-    an epoch without replaying it. With ``drop_last`` every rank gets the same number of
-    indices (the tail that does not divide evenly is dropped, as DistributedSampler does).
+    With per-rank batch ``b`` and ``W`` ranks, global batch ``g`` is ``order[g*W*b : (g+1)*W*b]``
+    and rank ``r`` takes its ``r``-th block of ``b``. So W ranks of batch b see exactly the
+    micro-batches one process sees with batch b and ``accumulate = W``: DDP training equals
+    single-process gradient accumulation, batch-norm statistics included. The order depends
+    only on ``(seed, epoch)``; an incomplete last global batch is dropped. Yields
+    ``(epoch, index)`` pairs, so per-sample randomness follows the epoch inside persistent
+    workers; :meth:`set_epoch` with ``start`` skips the first ``start`` indices of this rank's
+    share, which is how a resumed run continues inside an epoch.
     """
 
-    def __init__(self, length: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = True) -> None:
+    def __init__(self, length: int, shuffle: bool, seed: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         self.length, self.shuffle, self.seed = length, shuffle, seed
-        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's order and the position of this rank's shard to start at."""
+        """Select the epoch's order and the position in this rank's share to start at."""
         self.epoch, self.start = epoch, start
 
-    def _shard(self) -> list[int]:
+    def _share(self) -> list[int]:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
             order = torch.randperm(self.length, generator=g).tolist()
         else:
             order = list(range(self.length))
-        if self.drop_last:
-            usable = (self.length // self.world_size) * self.world_size
-            order = order[:usable]
-        return order[self.rank :: self.world_size]
+        b, world = self.batch_size, self.world_size
+        num_global = self.length // (b * world)
+        share: list[int] = []
+        for g in range(num_global):
+            first = g * b * world + self.rank * b
+            share.extend(order[first : first + b])
+        return share
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, i) for i in self._shard()[self.start :])
+        return ((self.epoch, i) for i in self._share()[self.start :])
 
     def __len__(self) -> int:
-        return max(0, len(self._shard()) - self.start)
+        return max(0, len(self._share()) - self.start)

@@ -37,7 +37,7 @@ from vidpose.engine.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from vidpose.engine.distributed import DistInfo, ResumableSampler, all_gather_objects, cleanup, init_distributed
+from vidpose.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
 from vidpose.engine.evaluator import Evaluator
 from vidpose.engine.initialise import initialise_weights
 from vidpose.engine.logging import RunLogger, setup_console_logging
@@ -108,7 +108,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, **ocfg)
         self.batch_size = int(tcfg["batch_size"])
         self.sampler = ResumableSampler(
-            len(self.train_set), shuffle=True, seed=int(cfg.seed), rank=info.rank, world_size=info.world_size
+            len(self.train_set), shuffle=True, seed=int(cfg.seed), batch_size=self.batch_size,
+            rank=info.rank, world_size=info.world_size,
         )
         micro_per_epoch = len(self.sampler) // self.batch_size
         if micro_per_epoch < self.accumulate:
@@ -297,8 +298,13 @@ class Trainer:
         return self.ckpt.save(self.state_dict(), self.step, is_best=is_best)
 
     def _stop_requested(self) -> bool:
-        flags = all_gather_objects(self._stop_signal is not None) if self.info.distributed else [self._stop_signal is not None]
-        return any(flags)
+        """Whether any rank received a stop signal (all ranks then stop at the same step)."""
+        flag = self._stop_signal is not None
+        if not self.info.distributed:
+            return flag
+        tensor = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return bool(tensor.item())
 
     def train_epoch(self) -> bool:
         """Run the rest of the current epoch; False when a stop signal or max_steps ended it early."""
@@ -387,6 +393,9 @@ class Trainer:
         val_every = int(self.tcfg.get("val_every", 1))
         metrics: dict[str, Any] = {}
         primary = self.evaluator.primary_metric
+        initial: dict[str, Any] = {}
+        if self.tcfg.get("validate_at_start") and self.step == 0:
+            initial = {f"initial/{k}": v for k, v in self.validate().items()}
         while self.epoch < self.epochs:
             finished = self.train_epoch()
             if not finished:
@@ -403,7 +412,7 @@ class Trainer:
                 metrics = self.validate()
             self.save(is_best=due and self._is_best(metrics, primary))
         self.logger.close()
-        return metrics
+        return {**initial, **metrics}
 
     def _is_best(self, metrics: Mapping[str, Any], primary: str) -> bool:
         if not self.info.is_main:

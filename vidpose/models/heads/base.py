@@ -32,6 +32,13 @@ class Head(nn.Module):
     frames: str = "key"
     targets: tuple[str, ...] = ("heatmap", "weight")
     needs_initial_heatmaps: bool = False
+    #: clip lengths the head supports (None: any)
+    supported_num_frames: tuple[int, ...] | None = None
+
+    @classmethod
+    def small_config(cls) -> dict:
+        """Constructor overrides for a CPU-sized instance (used by the registry-wide tests)."""
+        return {}
 
     def __init__(self, freeze_backbone: bool = False) -> None:
         super().__init__()
