@@ -62,9 +62,32 @@ def test_experiment_sets_only_keys_its_groups_define(exp_cfg):
 
 def test_every_experiment_builds_its_model_on_the_meta_device(exp_cfg):
     name, cfg = exp_cfg
+    if str(cfg.flow.name).startswith("raft"):
+        cfg.flow.random_init = True  # no RAFT weights file in tests; real runs must give flow.checkpoint
     layout, geometry = builders.build_layout(cfg), builders.build_geometry(cfg)
     with torch.device("meta"):
         model = builders.build_model(cfg, layout, geometry)
     builders.build_target(cfg, geometry)
     assert set(model.head.targets) <= set(builders.build_target(cfg, geometry).outputs)
     builders.clip_spec(cfg)
+
+
+DATA_OPTIONS = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("option", DATA_OPTIONS)
+def test_every_data_config_composes(option):
+    cfg = compose_cfg([f"data={option}", "paths.output_dir=/nonexistent/run"])
+    assert cfg.data.dataset.name in DATASETS
+    layout = builders.build_layout(cfg)
+    assert layout.num_joints == (15 if "jhmdb" in option else 17)
+    assert cfg.data.benchmark == ("jhmdb" if "jhmdb" in option else "posetrack")
+    assert builders.clip_spec(cfg).key_index == 1
+
+
+def test_posetrack18_config_reads_the_real_sample_from_vidpose_data(posetrack18_mini, tmp_path, monkeypatch):
+    (tmp_path / "posetrack18").symlink_to(posetrack18_mini)
+    monkeypatch.setenv("VIDPOSE_DATA", str(tmp_path))
+    cfg = compose_cfg(["data=posetrack18", "paths.output_dir=/nonexistent/run"])
+    index = builders.build_index(cfg, "val")
+    assert len(index.videos) == 3 and index.num_people() == 14
