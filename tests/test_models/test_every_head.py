@@ -17,17 +17,20 @@ BACKBONES_SMALL = {
 }
 
 
-def fake_batch(num_frames: int, key_index: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def fake_batch(num_frames: int, key_index: int, seed: int = 0, extra_views=()) -> dict[str, torch.Tensor]:
     """A collated batch of 2 clips in the Sample contract, frames in [0, 1] as after to_device."""
     g = torch.Generator().manual_seed(seed)
     b = 2
-    return {
+    batch = {
         "frames": torch.rand(b, num_frames, 3, *INPUT_HW, generator=g),
         "keypoints": torch.rand(b, num_frames, K, 2, generator=g) * (INPUT_HW[1] - 8) + 4,
         "visible": torch.ones(b, num_frames, K),
         "clamped": torch.zeros(b, num_frames, dtype=torch.bool),
         "key_index": torch.full((b,), key_index),
     }
+    for name in extra_views:  # the head's extra images (B, 3, H, W), e.g. CDPose's second view
+        batch[name] = torch.rand(b, 3, *INPUT_HW, generator=g)
+    return batch
 
 
 def choose_num_frames(head_cls) -> int:
@@ -57,7 +60,7 @@ def test_head_on_backbone(head_name, backbone_name):
     flow = FLOWS.build({"name": "opencv_dis"}) if head.flow_pairs(num_frames, key_index) else None
     model = PoseModel(backbone, head, flow=flow, num_frames=num_frames, key_index=key_index)
     model.train()
-    batch = fake_batch(num_frames, key_index)
+    batch = fake_batch(num_frames, key_index, extra_views=head.extra_views)
     outputs = model(batch["frames"], batch)
     assert outputs["heatmaps"].shape == (2, K, *geometry.heatmap_hw)
     target_name = "gaussian" if set(head.targets) <= set(TARGETS.get("gaussian").outputs) else "motion_aware"

@@ -26,6 +26,9 @@ key                 shape / type         meaning
 ``key_index``       int                  position of offset 0 in ``offsets``
 ``interval``        int                  frame interval ``d`` used for this sample
 ``instance``        int                  index into the dataset's instances
+``view2``           (H, W, 3) uint8      only with ``second_view``: the key frame re-rendered with
+                                         an extra random rotation/scale (:class:`SecondView`)
+``view2_affine``    (2, 3) float32       only with ``second_view``: image -> input pixels of ``view2``
 ==================  ===================  ==============================================================
 
 Clip frames are ``t + o * d`` for ``o`` in ``offsets``; positions outside the video are clamped
@@ -51,7 +54,7 @@ from torch.utils.data import Dataset
 
 from vidpose.data.frames import FrameReader
 from vidpose.data.index import Instance, SkipLog, VideoPoseIndex
-from vidpose.data.transforms import ClipTransform
+from vidpose.data.transforms import ClipTransform, SecondView
 from vidpose.heatmaps.geometry import Geometry
 
 __all__ = ["ClipDataset", "clip_positions", "training_instances"]
@@ -107,6 +110,7 @@ class ClipDataset(Dataset):
         interval_range: tuple[int, int] | None = None,
         seed: int = 0,
         frame_reader: FrameReader | None = None,
+        second_view: SecondView | None = None,
     ) -> None:
         self.offsets = tuple(int(o) for o in offsets)
         if self.offsets.count(0) != 1:
@@ -139,6 +143,7 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.key_index = self.offsets.index(0)
         self.frame_reader = frame_reader if frame_reader is not None else FrameReader(index.image_root)
+        self.second_view = second_view
 
     def _check_instance(self, i: int, inst: Instance) -> None:
         if not 0 <= inst.video < len(self.index.videos):
@@ -186,16 +191,22 @@ class ClipDataset(Dataset):
             params = self.transform.sample(rng, inst.bbox_xywh, keypoints[self.key_index], visible[self.key_index])
         except ValueError as err:
             raise ValueError(f"instance {item} ({video.video_id}/{key_frame.file_name}): {err}") from None
+        # Drawn after the clip's augmentation, so turning the second view on leaves those draws unchanged.
+        view_params = self.second_view.sample(rng, params) if self.second_view is not None else None
         max_downscale = self.transform.max_downscale(params)
+        key_position = int(positions[self.key_index])
         decoded: dict[int, tuple[np.ndarray, int]] = {}
         for p in positions.tolist():
             if p not in decoded:  # a clamped offset repeats a frame: decode it once
-                decoded[p] = self.frame_reader.read(video.frames[p].file_name, max_downscale)
+                limit = max_downscale
+                if view_params is not None and p == key_position:  # the magnified view needs more detail
+                    limit = min(limit, self.transform.max_downscale(view_params))
+                decoded[p] = self.frame_reader.read(video.frames[p].file_name, limit)
         frames = [decoded[p][0] for p in positions.tolist()]
         factors = [decoded[p][1] for p in positions.tolist()]
         crops, keypoints, visible, affine = self.transform.apply(frames, keypoints, visible, params, factors)
 
-        return {
+        sample = {
             "frames": crops,
             "keypoints": keypoints,
             "visible": visible,
@@ -216,6 +227,11 @@ class ClipDataset(Dataset):
             "interval": interval,
             "instance": item,
         }
+        if view_params is not None:
+            key_image, key_factor = decoded[key_position]
+            view, view_affine = self.transform.render(key_image, view_params, key_factor)
+            sample.update(view2=view, view2_affine=view_affine.astype(np.float32))
+        return sample
 
     def _clip_keypoints(self, inst: Instance, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(T, K, 2)`` and visibility ``(T, K)`` of the instance's person in each clip frame."""

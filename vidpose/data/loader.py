@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 __all__ = [
+    "VIEW_KEYS",
     "EpochSampler",
     "build_loader",
     "collate",
@@ -28,6 +29,9 @@ __all__ = [
     "worker_init_fn",
 ]
 
+
+#: batch keys of single uint8 images ``(B, H, W, 3)`` that :func:`to_device` converts like the frames
+VIEW_KEYS = ("view2",)
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -60,6 +64,9 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
     """Move a batch to ``device``; frames ``uint8 (B, T, H, W, 3)`` -> float RGB in [0, 1] ``(B, T, 3, H, W)``.
 
+    Single extra views (:data:`VIEW_KEYS`, e.g. the second view ``uint8 (B, H, W, 3)``) become
+    ``(B, 3, H, W)`` the same way.
+
     The uint8 frames are transferred, then converted on the device. ImageNet normalisation is
     the model's first step (``PoseModel``), so flow estimators and normalised backbones see
     the same tensor.
@@ -73,6 +80,12 @@ def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, An
     if frames.dtype != torch.uint8 or frames.dim() != 5 or frames.shape[-1] != 3:
         raise ValueError(f"batch['frames'] must be uint8 (B, T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
     out["frames"] = frames.permute(0, 1, 4, 2, 3).float().div_(255.0).contiguous()
+    for key in VIEW_KEYS:
+        if key in out:
+            view = out[key]
+            if view.dtype != torch.uint8 or view.dim() != 4 or view.shape[-1] != 3:
+                raise ValueError(f"batch[{key!r}] must be uint8 (B, H, W, 3), got {view.dtype} {tuple(view.shape)}")
+            out[key] = view.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
     return out
 
 

@@ -23,11 +23,16 @@ frames survives augmentation. The random draws follow DCPose (``specs/models.md`
 
 Joints whose crop position falls outside ``[-0.5, W-0.5] x [-0.5, H-0.5]`` (the crop's pixel
 area) become invisible, in every frame; invisible joints carry coordinates ``(0, 0)``.
+
+A :class:`SecondView` (CDPose's spatial-consistency loss) re-renders one frame with the clip's
+crop turned by an extra uniform rotation and magnified by an extra uniform scale about the crop
+centre: the same centre and flip, rotation ``+ r``, crop size ``/ s``, through the same
+:meth:`ClipTransform.affine` (``Geometry.crop_affine``) and warp as the clip.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -36,7 +41,7 @@ from vidpose.data.frames import decoded_to_image_affine
 from vidpose.data.keypoints import KeypointLayout
 from vidpose.heatmaps.geometry import Geometry, apply_affine, box_to_center_scale
 
-__all__ = ["AugmentParams", "ClipTransform", "half_body_box"]
+__all__ = ["AugmentParams", "ClipTransform", "SecondView", "half_body_box"]
 
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 luma
 
@@ -51,6 +56,29 @@ class AugmentParams:
     flip: bool = False
     colour: tuple[float, float, float] | None = None  # brightness, contrast, saturation factors
     half_body: str | None = None  # "upper" / "lower" when the box was rebuilt from half the joints
+
+
+@dataclass(frozen=True)
+class SecondView:
+    """Extra rotation (uniform in ``[-rotation, rotation]`` degrees) and scale (uniform in ``scale``) for a second view."""
+
+    rotation: float = 30.0
+    scale: tuple[float, float] = (0.75, 1.25)  # content magnification: the crop size is divided by it
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.scale)
+        object.__setattr__(self, "rotation", float(self.rotation))
+        object.__setattr__(self, "scale", (lo, hi))
+        if not self.rotation >= 0:
+            raise ValueError(f"second_view.rotation must be >= 0 degrees, got {self.rotation}")
+        if not 0 < lo <= hi:
+            raise ValueError(f"second_view.scale must be [lo, hi] with 0 < lo <= hi, got {list(self.scale)}")
+
+    def sample(self, rng: np.random.Generator, params: AugmentParams) -> AugmentParams:
+        """``params`` turned by a random extra rotation and magnified by a random extra scale (same centre, flip, colour)."""
+        extra_rotation = float(rng.uniform(-self.rotation, self.rotation))
+        extra_scale = float(rng.uniform(*self.scale))
+        return replace(params, rotation=params.rotation + extra_rotation, size=np.asarray(params.size) / extra_scale)
 
 
 def half_body_box(
@@ -224,14 +252,7 @@ class ClipTransform:
         height, width = self.geometry.input_hw
         crops = np.empty((num_frames, height, width, 3), dtype=np.uint8)
         for t, (frame, factor) in enumerate(zip(frames, factors)):
-            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                raise ValueError(f"clip frame {t}: expected an (H, W, 3) uint8 image, got {frame.dtype} {frame.shape}")
-            matrix = affine
-            if factor != 1:
-                matrix = affine @ np.vstack([decoded_to_image_affine(factor), [0.0, 0.0, 1.0]])
-            crops[t] = cv2.warpAffine(
-                frame, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-            )
+            crops[t] = self._warp(frame, affine, factor, f"clip frame {t}")
 
         out = apply_affine(affine, np.where(visible[..., None] > 0, keypoints, 0.0))
         if params.flip:
@@ -245,6 +266,30 @@ class ClipTransform:
         if params.colour is not None:
             crops = _colour_jitter(crops, params.colour)
         return crops, out.astype(np.float32), visible, affine
+
+    def render(self, frame: np.ndarray, params: AugmentParams, factor: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """One image ``(H_i, W_i, 3) uint8`` cropped with ``params`` -> crop ``(H, W, 3) uint8`` and its affine ``(2, 3)``.
+
+        The single-image twin of :meth:`apply` (same affine, warp and colour jitter), used for
+        the second view; ``factor`` is the reduction the image was decoded at.
+        """
+        affine = self.affine(params)
+        crop = self._warp(frame, affine, factor, "second-view frame")
+        if params.colour is not None:
+            crop = _colour_jitter(crop[None], params.colour)[0]
+        return crop, affine
+
+    def _warp(self, frame: np.ndarray, affine: np.ndarray, factor: int, what: str) -> np.ndarray:
+        """Warp an image decoded at reduction ``factor`` with the image -> input ``affine`` -> ``(H, W, 3) uint8``."""
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"{what}: expected an (H, W, 3) uint8 image, got {frame.dtype} {frame.shape}")
+        matrix = affine
+        if factor != 1:
+            matrix = affine @ np.vstack([decoded_to_image_affine(factor), [0.0, 0.0, 1.0]])
+        height, width = self.geometry.input_hw
+        return cv2.warpAffine(
+            frame, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
 
 
 def _colour_jitter(crops: np.ndarray, factors: tuple[float, float, float]) -> np.ndarray:

@@ -11,10 +11,10 @@ from vidpose.data.clip import ClipDataset, training_instances
 from vidpose.data.detections import detection_instances, load_detections
 from vidpose.data.index import Instance, VideoPoseIndex
 from vidpose.data.keypoints import KeypointLayout, get_layout
-from vidpose.data.transforms import ClipTransform
+from vidpose.data.transforms import ClipTransform, SecondView
 from vidpose.heatmaps import Geometry
 from vidpose.models.pose_model import PoseModel
-from vidpose.registry import BACKBONES, DATASETS, FLOWS, HEADS, TARGETS, to_plain
+from vidpose.registry import BACKBONES, DATASETS, FLOWS, HEADS, REFINERS, TARGETS, to_plain
 
 __all__ = [
     "build_geometry",
@@ -25,6 +25,7 @@ __all__ = [
     "build_dataset",
     "build_model",
     "build_target",
+    "build_refiner",
     "ClipSpec",
 ]
 
@@ -110,11 +111,22 @@ def build_instances(cfg: Any, index: VideoPoseIndex, train: bool, limit: int | N
 def build_dataset(
     cfg: Any, index: VideoPoseIndex, instances: list[Instance], geometry: Geometry, layout: KeypointLayout, train: bool
 ) -> ClipDataset:
-    """Clip dataset with the shared-affine transform (augmented only when training)."""
+    """Clip dataset with the shared-affine transform (augmented only when training).
+
+    ``data.second_view`` (``enabled``, ``rotation``, ``scale``) adds the key frame's second view
+    to training samples (CDPose's spatial-consistency loss).
+    """
     augment = _node(cfg.data.augment)
     enabled = bool(augment.pop("train", True)) and train
     transform = ClipTransform(geometry, layout, train=enabled, **augment)
     spec = clip_spec(cfg)
+    view = _node(cfg.data.get("second_view"))
+    second_view = None
+    if train and view.pop("enabled", False):
+        try:
+            second_view = SecondView(**view)
+        except TypeError as err:
+            raise ValueError(f"data.second_view: expected enabled, rotation and scale ({err})") from None
     return ClipDataset(
         index,
         instances,
@@ -124,6 +136,7 @@ def build_dataset(
         interval=spec.interval,
         interval_range=spec.interval_range if train else None,
         seed=int(cfg.seed),
+        second_view=second_view,
     )
 
 
@@ -144,6 +157,7 @@ def build_model(cfg: Any, layout: KeypointLayout, geometry: Geometry) -> PoseMod
         key_index=spec.key_index,
         input_hw=geometry.input_hw,
         heatmap_hw=geometry.heatmap_hw,
+        geometry=geometry,
     )
     flow_node = _node(cfg.flow)
     flow = None if flow_node.get("name", "none") == "none" else FLOWS.build(flow_node, path="flow")
@@ -176,3 +190,13 @@ def describe_parameters(model: PoseModel) -> Mapping[str, int]:
         "head": count(model.head),
         "flow": count(model.flow),
     }
+
+
+def build_refiner(cfg: Any, layout: KeypointLayout) -> Any:
+    """The coordinate refiner named by the ``refiner`` group (its ``loss`` and ``sequences`` sections are the task's)."""
+    node = _node(cfg.refiner)
+    node.pop("loss", None)
+    node.pop("sequences", None)
+    if node.get("name", "none") == "none":
+        raise ValueError("refiner: none is set; name a refiner (e.g. refiner=hanet)")
+    return REFINERS.build(node, path="refiner", num_joints=layout.num_joints)

@@ -88,6 +88,10 @@ def build_evaluator(cfg: Any, info: DistInfo, out_dir: Path) -> Evaluator:
 def run_evaluation(cfg: DictConfig, info: DistInfo, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate, print the metrics and write ``metrics.json`` into the run directory."""
     cfg, state = resolve_eval_config(cfg, overrides)
+    if str(cfg.get("task", "pose")) == "refine":
+        from vidpose.engine.tasks import evaluate_refiner
+
+        return evaluate_refiner(cfg, state, info)
     run_dir = Path(str(cfg.paths.output_dir))
     evaluator = build_evaluator(cfg, info, run_dir / "predictions")
     model = builders.build_model(cfg, evaluator.layout, evaluator.geometry).to(info.device)
@@ -100,7 +104,13 @@ def run_evaluation(cfg: DictConfig, info: DistInfo, overrides: Sequence[str] | N
     metrics = evaluator.evaluate(model, tag="eval")
     if not info.is_main:
         return {}
-    metrics.pop("_predictions")
+    predictions = metrics.pop("_predictions")
+    if cfg.get("save_sequences"):
+        _save_sequences(cfg, evaluator, predictions, run_dir, source)
+    if cfg.get("analysis"):
+        from vidpose.evaluation.motion_analysis import analyse_evaluation
+
+        metrics.update(analyse_evaluation(str(cfg.analysis), evaluator, predictions, metrics, run_dir / "analysis"))
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"source": source, "dataset": evaluator.index.name, "config": to_plain(cfg), "metrics": metrics}
     with open(run_dir / "metrics.json", "w") as fh:
@@ -112,3 +122,15 @@ def run_evaluation(cfg: DictConfig, info: DistInfo, overrides: Sequence[str] | N
             print(f"  {key:<24} {value:8.2f}")
     print(f"metrics written to {run_dir / 'metrics.json'}", flush=True)
     return metrics
+
+
+def _save_sequences(cfg: DictConfig, evaluator: Evaluator, predictions: list, run_dir: Path, source: str) -> None:
+    """``save_sequences=true|<file.npz>``: the predictions as stage-1 sequences for a refiner (docs/methods/hanet.md)."""
+    from vidpose.engine.sequences import export_sequences
+
+    value = cfg.save_sequences
+    name = evaluator.index.name.replace("/", "_")
+    path = run_dir / "sequences" / f"{name}.npz" if value is True else Path(str(value))
+    enlarge = float(cfg.data.augment.enlarge)
+    export_sequences(path, evaluator.index, evaluator.instances, predictions, evaluator.geometry, enlarge, source)
+    print(f"stage-1 sequences of {evaluator.index.name} written to {path}", flush=True)

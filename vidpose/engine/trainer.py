@@ -1,8 +1,10 @@
 """One trainer for every method: ``train(cfg)`` and ``evaluate(cfg)`` over a resolved Hydra config.
 
-Per step: loader (uint8 frames) -> device -> targets generated on the device from keypoints ->
-model under autocast -> head loss -> backward (gradient accumulation, DDP ``no_sync`` between
-micro-steps) -> finite check -> gradient clipping -> optimizer step -> LR from the schedule.
+Per step: loader -> the task's ``prepare`` (device transfer; for poses, targets generated on the
+device from keypoints) -> the task's ``forward`` under autocast -> the task's loss -> backward
+(gradient accumulation, DDP ``no_sync`` between micro-steps) -> finite check -> gradient
+clipping -> optimizer step -> LR from the schedule. The task (``cfg.task``: ``pose`` or
+``refine``, :mod:`vidpose.engine.tasks`) builds the model, the training set and the evaluator.
 Checkpoints hold model, optimizer, scaler, epoch, step, position in the epoch and RNG states,
 so ``resume`` continues exactly where the run stopped.
 """
@@ -10,6 +12,7 @@ so ``resume`` continues exactly where the run stopped.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
@@ -27,8 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vidpose import __version__
-from vidpose.data.loader import collate, to_device, worker_init_fn
-from vidpose.engine import builders
+from vidpose.data.loader import collate, worker_init_fn
 from vidpose.engine.checkpoint import (
     CheckpointError,
     CheckpointManager,
@@ -38,10 +40,10 @@ from vidpose.engine.checkpoint import (
     restore_rng_state,
 )
 from vidpose.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
-from vidpose.engine.evaluator import Evaluator
 from vidpose.engine.initialise import initialise_weights
 from vidpose.engine.logging import RunLogger, setup_console_logging
 from vidpose.engine.optim import LRSchedule, apply_lr, build_optimizer
+from vidpose.engine.tasks import build_task
 from vidpose.registry import load_plugins, to_plain
 
 __all__ = ["train", "evaluate", "Trainer", "NonFiniteError", "PREEMPTED_EXIT_CODE"]
@@ -80,26 +82,11 @@ class Trainer:
         tcfg = to_plain(cfg.trainer)
         self.tcfg = tcfg
         self.device = info.device
-        self.layout = builders.build_layout(cfg)
-        self.geometry = builders.build_geometry(cfg)
-        self.spec = builders.clip_spec(cfg)
-
-        self.train_index = builders.build_index(cfg, str(cfg.data.train.split))
-        self.train_instances = builders.build_instances(cfg, self.train_index, True, tcfg.get("train_max_instances"))
-        self.train_set = builders.build_dataset(cfg, self.train_index, self.train_instances, self.geometry, self.layout, True)
-        self.val_index = builders.build_index(cfg, str(cfg.data.val.split))
-        val_instances = builders.build_instances(cfg, self.val_index, False, tcfg.get("val_max_instances"))
-        val_set = builders.build_dataset(cfg, self.val_index, val_instances, self.geometry, self.layout, False)
-
-        self.model = builders.build_model(cfg, self.layout, self.geometry).to(self.device)
-        self.target = builders.build_target(cfg, self.geometry)
-        missing = set(self.model.head.targets) - set(self.target.outputs)
-        if missing:
-            raise ValueError(
-                f"head {cfg.head.name!r} needs targets {sorted(missing)}, which target {cfg.target.name!r} "
-                f"does not produce (it produces {list(self.target.outputs)})"
-            )
-        counts = builders.describe_parameters(self.model)
+        self.task = build_task(cfg, info, run_dir)
+        self.train_set = self.task.train_set
+        self.model = self.task.model.to(self.device)
+        self.evaluator = self.task.evaluator
+        counts = self.task.parameter_counts()
         log.info("parameters: %s", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
         ocfg = to_plain(cfg.optim)
@@ -129,22 +116,6 @@ class Trainer:
 
         self.ckpt = CheckpointManager(run_dir / "checkpoints", keep_last=int(tcfg.get("keep_last", 2)))
         self.logger = RunLogger(run_dir / "tb", enabled=info.is_main and bool(tcfg.get("tensorboard", True)))
-        self.evaluator = Evaluator(
-            self.val_index,
-            val_instances,
-            val_set,
-            self.geometry,
-            self.layout,
-            str(cfg.data.benchmark),
-            run_dir / "predictions",
-            info,
-            batch_size=int(tcfg.get("val_batch_size", self.batch_size)),
-            num_workers=int(tcfg.get("num_workers", 0)),
-            flip_test=bool(cfg.codec.flip_test),
-            refine=str(cfg.codec.refine),
-            score=str(cfg.evaluation.score),
-            sigma=builders.target_sigma(cfg),
-        )
         self.epoch, self.step, self.micro_in_epoch = 0, 0, 0
         self.best_metric = -math.inf
         self.history: list[dict[str, Any]] = []
@@ -222,6 +193,9 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             worker_init_fn=worker_init_fn,
             persistent_workers=workers > 0,
+            # its own generator: starting an epoch's iterator must not draw from the global RNG,
+            # or a run resumed mid-epoch would draw different dropout masks than an uninterrupted one
+            generator=torch.Generator().manual_seed(int(self.cfg.seed)),
         )
 
     def _check_finite_loss(self, losses: Mapping[str, torch.Tensor]) -> bool:
@@ -252,15 +226,12 @@ class Trainer:
             raise NonFiniteError(f"more than {self.tcfg.get('max_skipped_steps', 20)} non-finite steps; stopping")
 
     def _train_micro(self, batch: dict, sync: bool) -> dict[str, torch.Tensor] | None:
-        batch = to_device(batch, self.device)
-        targets = self.target(
-            batch["keypoints"], batch["visible"], batch["clamped"], self.spec.key_index, names=self.model.head.targets
-        )
+        inputs, targets = self.task.prepare(batch, self.device)
         context = self.ddp_model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
         with context:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
-                outputs = self.ddp_model(batch["frames"], batch)
-            losses = self.model.loss(outputs, targets)
+                outputs = self.task.forward(self.ddp_model, inputs)
+            losses = self.task.loss(outputs, targets)
             if not self._check_finite_loss(losses):
                 return None
             self.scaler.scale(losses["loss"] / self.accumulate).backward()
@@ -374,9 +345,9 @@ class Trainer:
         return metrics
 
     def _log_images(self, predictions) -> None:
-        from vidpose.engine.pictures import prediction_picture
-
-        picture = prediction_picture(self.evaluator, predictions, max_people=8)
+        picture = self.task.picture(predictions)
+        if picture is None:
+            return
         self.logger.image("val/predictions", picture, self.step)
         self.last_picture = picture
 
@@ -455,14 +426,19 @@ def _report(trainer: Trainer, metrics: Mapping[str, Any]) -> None:
 
     primary = trainer.evaluator.primary_metric
     picture_path = trainer.run_dir / "predictions.png"
-    if getattr(trainer, "last_picture", None) is not None:
-        save_png(str(picture_path), trainer.last_picture)
     lines = [
-        f"final {primary} on {trainer.val_index.name}: {metrics.get(primary, float('nan')):.2f}",
+        f"final {primary} on {trainer.task.val_name}: {metrics.get(primary, float('nan')):.2f}",
         f"  tensorboard: {trainer.run_dir / 'tb'}",
         f"  checkpoints: {trainer.ckpt.directory}",
-        f"  picture of predicted skeletons: {picture_path}",
     ]
+    if getattr(trainer, "last_picture", None) is not None:
+        save_png(str(picture_path), trainer.last_picture)
+        lines.append(f"  picture of predicted skeletons: {picture_path}")
+    # a machine-readable copy so sweeps and scripts need not parse the console
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics_path = trainer.run_dir / "metrics.json"
+    metrics_path.write_text(json.dumps({"step": trainer.step, "epoch": trainer.epoch, **numbers}, indent=2))
+    lines.append(f"  final metrics: {metrics_path}")
     print("\n".join(lines), flush=True)
 
 

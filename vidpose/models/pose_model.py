@@ -2,7 +2,9 @@
 
 ``forward(frames, batch)`` takes RGB frames in ``[0, 1]`` as ``(B, T, 3, H, W)`` (the loader
 transfers uint8 and converts on the device); the model normalises them itself, so flow
-estimators, which want un-normalised images, see the same tensor.
+estimators, which want un-normalised images, see the same tensor. Extra images a head names
+in ``extra_views`` (batch keys, ``(B, 3, H, W)`` in ``[0, 1]``) share the backbone pass; their
+features reach the head as ``batch["extra_features"][name]``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,19 @@ class PoseModel(nn.Module):
                 return self.backbone(x)
         return self.backbone(x)
 
+    def _extra_views(self, frames: torch.Tensor, batch: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """The head's ``extra_views`` present in the batch, each ``(B, 3, H, W)`` in [0, 1], normalised."""
+        views = {}
+        for name in self.head.extra_views:
+            if batch is None or name not in batch:
+                continue
+            view = batch[name]
+            expected = (frames.shape[0], *frames.shape[2:])
+            if view.dim() != 4 or tuple(view.shape) != expected:
+                raise ValueError(f"batch[{name!r}] must be (B, 3, H, W) = {expected} like the frames, got {tuple(view.shape)}")
+            views[name] = (view.to(frames.dtype) - self.mean[0].to(frames.dtype)) / self.std[0].to(frames.dtype)
+        return views
+
     def compute_flows(self, frames: torch.Tensor) -> torch.Tensor | None:
         """Flows of the head's frame pairs: ``(B, P, 2, H, W)`` in input pixels, or None."""
         if not self.pairs:
@@ -101,11 +116,14 @@ class PoseModel(nn.Module):
             )
         normalised = (frames - self.mean.to(frames.dtype)) / self.std.to(frames.dtype)
         b, t = frames.shape[:2]
-        if self.head.frames == "key":
-            features = self._backbone(normalised[:, self.key_index])
-        else:
-            flat = self._backbone(normalised.flatten(0, 1))
-            features = flat.unflatten(0, (b, t))
+        images = normalised[:, self.key_index] if self.head.frames == "key" else normalised.flatten(0, 1)
+        views = self._extra_views(frames, batch)
+        # One backbone pass over the clip and the extra views (shared BatchNorm statistics).
+        flat = self._backbone(torch.cat([images, *views.values()]) if views else images)
+        if views:
+            flat, *view_features = flat.split([images.shape[0], *(v.shape[0] for v in views.values())])
+            batch = {**batch, "extra_features": dict(zip(views, view_features))}
+        features = flat if self.head.frames == "key" else flat.unflatten(0, (b, t))
         initial = None
         if self.head.needs_initial_heatmaps:
             flat_features = features.flatten(0, 1) if features.dim() == 5 else features

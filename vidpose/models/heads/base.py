@@ -10,7 +10,11 @@ A head declares what differs between methods; ``PoseModel`` does the plumbing on
   estimator computes; flows arrive as ``(B, P, 2, H, W)`` in input pixels on the source grid;
 - ``needs_initial_heatmaps``: the backbone's own single-frame heatmaps (JM-Pose) arrive as
   ``(B, T, K, h, w)``;
-- ``targets``: the names the target generator must produce for :meth:`Head.loss`.
+- ``targets``: the names the target generator must produce for :meth:`Head.loss`;
+- ``extra_views``: batch keys holding extra images ``(B, 3, H, W)`` in [0, 1] (e.g. CDPose's
+  rotated second view ``"view2"``) that go through normalisation and the backbone with the
+  clip's frames; when the batch has them, their features arrive as
+  ``batch["extra_features"][name]`` ``(B, C, h, w)``.
 
 ``forward`` returns a dict whose ``"heatmaps"`` is the key frame's final ``(B, K, h, w)``;
 auxiliaries go under their own names. ``loss`` returns ``{"loss": total, <part>: value}``.
@@ -32,6 +36,7 @@ class Head(nn.Module):
     frames: str = "key"
     targets: tuple[str, ...] = ("heatmap", "weight")
     needs_initial_heatmaps: bool = False
+    extra_views: tuple[str, ...] = ()
     #: clip lengths the head supports (None: any)
     supported_num_frames: tuple[int, ...] | None = None
 
