@@ -1,4 +1,4 @@
-"""Two gloo processes train exactly like one process with the same global batch.
+"""`torchrun` with two gloo processes trains exactly like one process with the same global batch.
 
 The sampler splits each global batch into contiguous per-rank blocks, so DDP with per-rank
 batch b on 2 ranks sees the same micro-batches (and batch-norm statistics) as one process with
@@ -8,13 +8,14 @@ accumulation), so parameters agree to float32 rounding: tolerance 1e-5 absolute 
 
 from __future__ import annotations
 
+import json
 import os
-import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from hydra import compose, initialize_config_dir
 
 from vidpose.engine import train
@@ -22,7 +23,8 @@ from vidpose.engine.checkpoint import find_latest, load_checkpoint
 from vidpose.engine.distributed import DistInfo
 from vidpose.engine.evaluate_run import run_evaluation
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
 COMMON = (
     "+exp=baseline_synthetic",
     "data.dataset.preset=tiny",
@@ -43,23 +45,21 @@ COMMON = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _compose(overrides):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
 
-def _worker(rank: int, world: int, port: int, overrides: list[str], results) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    metrics = train(_compose(overrides))
-    results[rank] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+def _torchrun(overrides: list[str], run_dir: Path) -> dict:
+    """Run ``torchrun --nproc_per_node=2 tools/train.py`` (gloo on CPU); returns rank 0's metrics.json."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(ROOT / "tools" / "train.py"), *overrides, f"hydra.run.dir={run_dir}", "trainer.dist_timeout_s=120",
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 @pytest.mark.slow
@@ -69,10 +69,7 @@ def test_two_gloo_processes_equal_one_process_with_accumulation(tmp_path, synthe
     torch.set_num_threads(1)
     train(single)
 
-    manager = mp.Manager()
-    results = manager.dict()
-    overrides = [*COMMON, *paths, f"paths.output_dir={tmp_path / 'ddp'}"]
-    mp.spawn(_worker, args=(2, _free_port(), overrides, results), nprocs=2, join=True)
+    ddp_metrics = _torchrun([*COMMON, *paths], tmp_path / "ddp")
 
     ref = load_checkpoint(find_latest(tmp_path / "single" / "checkpoints"))
     ddp = load_checkpoint(find_latest(tmp_path / "ddp" / "checkpoints"))
@@ -86,6 +83,6 @@ def test_two_gloo_processes_equal_one_process_with_accumulation(tmp_path, synthe
     # same checkpoint in one process gives the number the two ranks reported
     eval_cfg = _compose((*COMMON, *paths, f"paths.output_dir={tmp_path / 'eval'}", f"+ckpt={find_latest(tmp_path / 'ddp' / 'checkpoints')}"))
     alone = run_evaluation(eval_cfg, DistInfo(), overrides=["trainer.val_max_instances=7"])
-    assert results[0]["mAP"] == pytest.approx(alone["mAP"], abs=1e-9)
-    assert results[0]["n_frames_evaluated"] == alone["n_frames_evaluated"]
+    assert ddp_metrics["mAP"] == pytest.approx(alone["mAP"], abs=1e-9)
+    assert ddp_metrics["n_frames_evaluated"] == alone["n_frames_evaluated"]
 
