@@ -2,6 +2,10 @@
 
 A thin Hydra shell over :func:`vidpose.engine.train`; multi-GPU with
 ``torchrun --nproc_per_node=N tools/train.py +exp=<name>``.
+
+Exit codes: 0 finished; 75 (``PREEMPTED_EXIT_CODE``) stopped by SIGTERM/SIGINT after finishing
+the step and writing a checkpoint, so ``resume=auto`` continues; 3 a non-finite loss or
+gradient with ``trainer.nan_policy=stop`` (or too many skipped steps); 1 any other error.
 """
 
 from __future__ import annotations

@@ -131,7 +131,10 @@ class Registry:
         if "name" not in node:
             raise RegistryError(f"{where}: missing 'name' (one of: {', '.join(self.names())})")
         kwargs = {k: v for k, v in node.items() if k != "name"}
-        target = self.get(node["name"])
+        try:
+            target = self.get(node["name"])
+        except RegistryError as exc:
+            raise RegistryError(f"{where}.name: {exc}") from None
         params, accepts_var_kw = _signature(target)
 
         clash = sorted(set(kwargs) & set(runtime))

@@ -172,6 +172,12 @@ def _break_shape(root: Path) -> None:
     )
 
 
+def _break_empty(root: Path) -> None:
+    scipy.io.savemat(
+        root / "joint_positions/catch/clipA/joint_positions.mat", {"pos_img": np.ones((2, 15, 0))}
+    )
+
+
 def _break_nan(root: Path) -> None:
     pos = pos_img_for(3)
     pos[1, 4, 2] = math.nan
@@ -223,6 +229,12 @@ RAW_ERRORS = [
         _break_shape,
         ValueError,
         r"joint_positions.mat: pos_img must be 2 x 15 x T, got shape \(2, 14, 3\)",
+    ),
+    (
+        "empty video",
+        _break_empty,
+        ValueError,
+        r"clipA/joint_positions.mat: pos_img must be 2 x 15 x T",
     ),
     (
         "pos_img nan",
@@ -450,6 +462,7 @@ COCO_ERRORS = [
         lambda d: d["images"][2].update(file_name="other/00003.png"),
         r"vid_id 00228 spans folders",
     ),
+    ("empty video", lambda d: d.update(images=[], annotations=[]), r"'images' is empty"),
     (
         "file name",
         lambda d: d["images"][0].update(file_name="clip/first.png"),

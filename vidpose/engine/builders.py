@@ -9,6 +9,7 @@ from typing import Any
 
 from vidpose.data.clip import ClipDataset, training_instances
 from vidpose.data.detections import detection_instances, load_detections
+from vidpose.data.frames import FrameReader
 from vidpose.data.index import Instance, VideoPoseIndex
 from vidpose.data.keypoints import KeypointLayout, get_layout
 from vidpose.data.transforms import ClipTransform, SecondView
@@ -23,9 +24,12 @@ __all__ = [
     "build_index",
     "build_instances",
     "build_dataset",
+    "build_frame_reader",
     "build_model",
     "build_target",
     "build_refiner",
+    "flow_cache_mb",
+    "coverage_required",
     "ClipSpec",
 ]
 
@@ -108,6 +112,22 @@ def build_instances(cfg: Any, index: VideoPoseIndex, train: bool, limit: int | N
     return instances
 
 
+def build_frame_reader(cfg: Any, index: VideoPoseIndex) -> FrameReader:
+    """Frame reader from ``data.reduced_decoding`` and ``data.frame_cache_mb`` (per loader process).
+
+    Both default to off, so a config written before they existed (e.g. one stored in an old
+    checkpoint) reads frames exactly as it did.
+    """
+    cache_mb = float(cfg.data.get("frame_cache_mb", 0) or 0)
+    if cache_mb < 0:
+        raise ValueError(f"data.frame_cache_mb must be >= 0, got {cache_mb}")
+    return FrameReader(
+        index.image_root,
+        reduced_decoding=bool(cfg.data.get("reduced_decoding", False)),
+        cache_bytes=int(cache_mb * 2**20),
+    )
+
+
 def build_dataset(
     cfg: Any, index: VideoPoseIndex, instances: list[Instance], geometry: Geometry, layout: KeypointLayout, train: bool
 ) -> ClipDataset:
@@ -136,6 +156,7 @@ def build_dataset(
         interval=spec.interval,
         interval_range=spec.interval_range if train else None,
         seed=int(cfg.seed),
+        frame_reader=build_frame_reader(cfg, index),
         second_view=second_view,
     )
 
@@ -176,6 +197,12 @@ def target_sigma(cfg: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def flow_cache_mb(cfg: Any) -> float:
+    """``evaluation.flow_cache_mb`` (0 = no flow cache; absent from configs older than the option)."""
+    evaluation = cfg.get("evaluation") or {}
+    return float(evaluation.get("flow_cache_mb", 0) or 0)
+
+
 def describe_parameters(model: PoseModel) -> Mapping[str, int]:
     """Parameter counts: total, trainable, backbone, head, flow."""
     def count(module, trainable_only=False):
@@ -200,3 +227,13 @@ def build_refiner(cfg: Any, layout: KeypointLayout) -> Any:
     if node.get("name", "none") == "none":
         raise ValueError("refiner: none is set; name a refiner (e.g. refiner=hanet)")
     return REFINERS.build(node, path="refiner", num_joints=layout.num_joints)
+
+
+def coverage_required(cfg: Any) -> bool:
+    """Whether evaluation must cover every GT person/video (``evaluation.require_coverage``).
+
+    ``trainer.val_max_instances`` asks for a subset on purpose, so it waives the check; the
+    evaluator still reports what it covered.
+    """
+    required = bool(cfg.get("evaluation", {}).get("require_coverage", True))
+    return required and cfg.trainer.get("val_max_instances") is None

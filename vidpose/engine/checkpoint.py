@@ -164,6 +164,18 @@ class CheckpointManager:
         """Newest valid step checkpoint."""
         return find_latest(self.directory)
 
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete temporary files a killed writer left behind (call before this run writes any)."""
+        if not self.directory.is_dir():
+            return []
+        partial = sorted(p for p in self.directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+        for path in partial:
+            path.unlink(missing_ok=True)
+        if partial:
+            log.warning("removed %d partial checkpoint writes of an interrupted run: %s", len(partial),
+                        [p.name for p in partial])
+        return partial
+
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, numpy and torch (CPU and CUDA) RNG states as weights_only-loadable values."""

@@ -82,6 +82,8 @@ def build_evaluator(cfg: Any, info: DistInfo, out_dir: Path) -> Evaluator:
         refine=str(cfg.codec.refine),
         score=str(cfg.evaluation.score),
         sigma=builders.target_sigma(cfg),
+        flow_cache_mb=builders.flow_cache_mb(cfg),
+        require_coverage=builders.coverage_required(cfg),
     )
 
 

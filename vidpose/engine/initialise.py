@@ -1,9 +1,9 @@
 """``init_from=``: start a run from weights (never from optimizer state; that is ``resume=``).
 
 Accepts a vidpose checkpoint (the whole model, matched by name: a different head keeps its
-fresh initialisation and the report says so) or an official ViTPose / pose-HRNet file (the
-backbone through its converter, the head from the file's ``keypoint_head`` when the head has
-a pretrained-head loader).
+fresh initialisation and the report says so, but the backbone must match exactly) or an
+official ViTPose / pose-HRNet file (the backbone through its converter, the head from the
+file's ``keypoint_head`` when the head has a pretrained-head loader).
 """
 
 from __future__ import annotations
@@ -33,6 +33,19 @@ def initialise_weights(model: PoseModel, path: str | Path) -> str:
     if is_vidpose_checkpoint(path):
         state = load_checkpoint(path)["model"]
         own = model.state_dict()
+        # a different head is the point of init_from; a different backbone (size, kind, input size)
+        # would leave it half random while the run looks initialised, so that is an error
+        wrong = [
+            f"{k} (missing)" if k not in state else f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+            for k, v in own.items()
+            if k.startswith("backbone.") and (k not in state or state[k].shape != v.shape)
+        ]
+        if wrong:
+            raise ValueError(
+                f"init_from: {path} holds another backbone than this model: {len(wrong)} backbone tensors are "
+                f"missing or differ in shape (file vs model), e.g. {wrong[:4]}. Expected a vidpose checkpoint "
+                "of the same backbone (kind, size, input size); only the head may differ"
+            )
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not usable:
             raise ValueError(f"init_from: no parameter of {path} matches this model by name and shape")

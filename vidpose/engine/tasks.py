@@ -83,6 +83,8 @@ class PoseTask:
             refine=str(cfg.codec.refine),
             score=str(cfg.evaluation.score),
             sigma=builders.target_sigma(cfg),
+            flow_cache_mb=builders.flow_cache_mb(cfg),
+            require_coverage=builders.coverage_required(cfg),
         )
 
     @property
@@ -97,9 +99,10 @@ class PoseTask:
     def prepare(self, batch: dict, device: torch.device) -> tuple[dict, dict]:
         """Batch on the device (frames as float) and the targets the head declares."""
         batch = to_device(batch, device)
-        targets = self.target(
-            batch["keypoints"], batch["visible"], batch["clamped"], self.spec.key_index, names=self.model.head.targets
-        )
+        with torch.profiler.record_function("vidpose::targets"):
+            targets = self.target(
+                batch["keypoints"], batch["visible"], batch["clamped"], self.spec.key_index, names=self.model.head.targets
+            )
         return batch, targets
 
     def forward(self, model: torch.nn.Module, batch: dict) -> dict:

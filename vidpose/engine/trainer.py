@@ -12,6 +12,7 @@ so ``resume`` continues exactly where the run stopped.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -46,12 +47,37 @@ from vidpose.engine.optim import LRSchedule, apply_lr, build_optimizer
 from vidpose.engine.tasks import build_task
 from vidpose.registry import load_plugins, to_plain
 
-__all__ = ["train", "evaluate", "Trainer", "NonFiniteError", "PREEMPTED_EXIT_CODE"]
+__all__ = [
+    "train", "evaluate", "Trainer", "NonFiniteError", "PREEMPTED_EXIT_CODE", "TRAINER_KEYS", "check_trainer_keys",
+]
 
 log = logging.getLogger("vidpose.train")
 
 # Exit code after a SIGTERM/SIGINT that was honoured by writing a checkpoint (EX_TEMPFAIL).
 PREEMPTED_EXIT_CODE = 75
+
+# The keys of the trainer group (configs/trainer/default.yaml; a test keeps the two equal). Hydra
+# merges a misspelled key from an experiment file silently, and the trainer reads keys with
+# defaults, so an unknown key is an error rather than a setting that never applies.
+TRAINER_KEYS = frozenset({
+    "device", "amp", "batch_size", "val_batch_size", "num_workers", "val_every", "validate_at_start",
+    "log_every", "ckpt_every_steps", "keep_last", "nan_policy", "max_skipped_steps", "max_steps",
+    "train_max_instances", "val_max_instances", "tensorboard", "deterministic", "dist_timeout_s",
+})
+_MOVED_KEYS = {"epochs": "schedule.epochs", "accumulate": "optim.accumulate", "clip_grad": "optim.clip_grad",
+               "lr": "optim.lr", "seed": "seed (top level)"}
+
+
+def check_trainer_keys(tcfg: Mapping[str, Any]) -> None:
+    """Raise if the trainer section holds a key the trainer does not read, naming the closest one."""
+    unknown = sorted(set(tcfg) - TRAINER_KEYS)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = _MOVED_KEYS.get(key) or next(iter(difflib.get_close_matches(key, sorted(TRAINER_KEYS), n=1)), None)
+        hints.append(f"trainer.{key}" + (f" (did you mean {close}?)" if close else ""))
+    raise ValueError(f"unknown trainer setting {', '.join(hints)}. Known: {', '.join(sorted(TRAINER_KEYS))}")
 
 
 class NonFiniteError(FloatingPointError):
@@ -120,6 +146,15 @@ class Trainer:
         self.best_metric = -math.inf
         self.history: list[dict[str, Any]] = []
         self.skipped_steps = 0
+        self.nan_policy = str(tcfg.get("nan_policy", "stop"))
+        if self.nan_policy not in ("stop", "skip"):
+            raise ValueError(f"trainer.nan_policy: expected stop or skip, got {self.nan_policy!r}")
+        self.max_skipped_steps = int(tcfg.get("max_skipped_steps", 20))
+        self._step_failed = False
+        # a forward pass that went non-finite has already updated BatchNorm running statistics;
+        # under nan_policy=skip they are put back, so a skipped step leaves no trace
+        self._buffers = [b for b in self.model.buffers()] if self.nan_policy == "skip" else []
+        self._buffer_backup: list[torch.Tensor] | None = None
         self._stop_signal: int | None = None
 
         self.ddp_model: torch.nn.Module = self.model
@@ -182,7 +217,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _loader(self) -> DataLoader:
+        """The training DataLoader: seeded, persistent workers; pinned memory on CUDA (async copies)."""
+        from vidpose.data.loader import keep_freed_memory
+
         workers = int(self.tcfg.get("num_workers", 0))
+        if workers == 0:
+            # this process decodes the frames itself: keep freed memory as the workers do
+            # (fresh pages for every decoded frame would make decoding about twice as slow)
+            keep_freed_memory()
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
@@ -198,50 +240,109 @@ class Trainer:
             generator=torch.Generator().manual_seed(int(self.cfg.seed)),
         )
 
+    def _non_finite_tensors(self, tensors) -> list[str]:
+        """Names of floating-point tensors holding NaN or Inf."""
+        return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
     def _check_finite_loss(self, losses: Mapping[str, torch.Tensor]) -> bool:
         if torch.isfinite(losses["loss"]).all():
             return True
         bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
-        self._non_finite(f"non-finite loss at step {self.step}: terms {bad}")
+        message = f"non-finite loss at step {self.step}: terms {bad}"
+        # a loss can go NaN because the weights already are; then the parameters are the culprits
+        state = self._non_finite_tensors(self.model.state_dict().items())
+        if state:
+            message += f"; non-finite model tensors: {state[:10]}"
+        self._non_finite(message)
         return False
 
-    def _check_finite_grads(self) -> bool:
+    def _non_finite_grads(self) -> list[str]:
         params = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None]
         norms = torch._foreach_norm([p.grad for _, p in params]) if params else []
         if all(torch.isfinite(n) for n in norms):
-            return True
-        names = [n for (n, _), g in zip(params, norms) if not torch.isfinite(g)]
-        self._non_finite(f"non-finite gradient at step {self.step} in {len(names)} parameters: {names[:10]}")
-        return False
+            return []
+        return [n for (n, _), g in zip(params, norms) if not torch.isfinite(g)]
 
     def _non_finite(self, message: str) -> None:
-        policy = str(self.tcfg.get("nan_policy", "stop"))
-        if policy == "stop":
+        """Stop (nan_policy=stop) or log and mark the step for skipping (nan_policy=skip)."""
+        if self.nan_policy == "stop":
             raise NonFiniteError(message + " (trainer.nan_policy=stop)")
-        if policy != "skip":
-            raise ValueError(f"trainer.nan_policy: expected stop or skip, got {policy!r}")
+        log.warning("%s; skipping the step", message)
+
+    def _begin_step(self) -> None:
+        self._step_failed = False
+        if not self._buffers:
+            return
+        if self._buffer_backup is None:
+            self._buffer_backup = [b.detach().clone() for b in self._buffers]
+        else:
+            torch._foreach_copy_(self._buffer_backup, [b.detach() for b in self._buffers])
+
+    def _restore_buffers(self) -> None:
+        if self._buffer_backup is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(self._buffers, self._buffer_backup)
+
+    def _skip_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._restore_buffers()
         self.skipped_steps += 1
-        log.warning("%s; skipping the step (%d skipped so far)", message, self.skipped_steps)
-        if self.skipped_steps > int(self.tcfg.get("max_skipped_steps", 20)):
-            raise NonFiniteError(f"more than {self.tcfg.get('max_skipped_steps', 20)} non-finite steps; stopping")
+        log.warning("step %d skipped (%d skipped so far)", self.step, self.skipped_steps)
+        if self.skipped_steps > self.max_skipped_steps:
+            raise NonFiniteError(
+                f"more than trainer.max_skipped_steps={self.max_skipped_steps} non-finite steps; "
+                f"stopping at step {self.step}"
+            )
+
+    def _any_rank(self, flag: bool) -> bool:
+        if not self.info.distributed:
+            return flag
+        tensor = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return bool(tensor.item())
 
     def _train_micro(self, batch: dict, sync: bool) -> dict[str, torch.Tensor] | None:
+        if self.micro_in_epoch % self.accumulate == 0:
+            self._begin_step()
         inputs, targets = self.task.prepare(batch, self.device)
         context = self.ddp_model.no_sync() if (self.info.distributed and not sync) else contextlib.nullcontext()
         with context:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
                 outputs = self.task.forward(self.ddp_model, inputs)
             losses = self.task.loss(outputs, targets)
-            if not self._check_finite_loss(losses):
-                return None
+            finite = self._check_finite_loss(losses)
+            if not finite:
+                self._step_failed = True
+                if not self.info.distributed:
+                    return None
+                # the other ranks wait in backward for this rank's gradients: send them (non-finite)
+                # and drop the step on every rank in _optimizer_step
             self.scaler.scale(losses["loss"] / self.accumulate).backward()
-        return {k: v.detach() for k, v in losses.items()}
+        return {k: v.detach() for k, v in losses.items()} if finite else None
 
     def _optimizer_step(self) -> bool:
-        self.scaler.unscale_(self.optimizer)
-        if not self._check_finite_grads():
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.update()
+        """Clip, step and schedule; False when the step was skipped (nan_policy=skip)."""
+        # under stop a failing rank has raised; under skip every rank must drop the same steps
+        failed = self._any_rank(self._step_failed) if self.nan_policy == "skip" else self._step_failed
+        if not failed:
+            self.scaler.unscale_(self.optimizer)
+            # gradients are all-reduced by now, so every rank reaches the same verdict
+            bad = self._non_finite_grads()
+            if bad and self.scaler.is_enabled() and self.scaler.get_scale() > 1.0:
+                # fp16: an overflow of the scaled gradients is routine; GradScaler lowers the scale
+                # and the step is dropped. Only an overflow at scale 1 goes to nan_policy.
+                self.scaler.update()
+                log.info("fp16 gradient overflow at step %d; loss scale now %g, step skipped",
+                         self.step, self.scaler.get_scale())
+                self.optimizer.zero_grad(set_to_none=True)
+                self._restore_buffers()
+                return False
+            if bad:
+                self._non_finite(f"non-finite gradient at step {self.step} in {len(bad)} parameters: {bad[:10]}")
+                self.scaler.update()
+                failed = True
+        if failed:
+            self._skip_step()
             return False
         if self.clip_grad:
             torch.nn.utils.clip_grad_norm_(
@@ -266,6 +367,12 @@ class Trainer:
         """Write a checkpoint on rank 0."""
         if not self.info.is_main:
             return None
+        bad = self._non_finite_tensors(self.model.state_dict().items())
+        if bad:
+            raise NonFiniteError(
+                f"refusing to write the checkpoint of step {self.step}: non-finite values in {len(bad)} model "
+                f"tensors {bad[:10]}; the last good checkpoint is {self.ckpt.latest()}"
+            )
         return self.ckpt.save(self.state_dict(), self.step, is_best=is_best)
 
     def _stop_requested(self) -> bool:
@@ -307,10 +414,7 @@ class Trainer:
             if not sync:
                 tic = time.perf_counter()
                 continue
-            if losses is None:
-                self.optimizer.zero_grad(set_to_none=True)
-            else:
-                self._optimizer_step()
+            self._optimizer_step()
             self.step += 1
             if self.step % log_every == 0 and running:
                 n = log_every * self.accumulate
@@ -354,6 +458,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to the end (or to a stop signal) and return the last validation metrics."""
         self._install_signal_handlers()
+        if self.info.is_main:
+            self.ckpt.remove_partial_writes()
         resume_path = self._resolve_resume()
         if resume_path is not None:
             log.info("resuming from %s", resume_path)
@@ -404,6 +510,7 @@ def _run_dir(cfg: Any) -> Path:
 
 def train(cfg: Any) -> dict[str, Any]:
     """Train the experiment a resolved config describes; returns the final validation metrics."""
+    check_trainer_keys(to_plain(cfg.trainer))
     load_plugins(to_plain(cfg.get("plugins")) or [])
     info = init_distributed(str(cfg.trainer.get("device", "auto")), float(cfg.trainer.get("dist_timeout_s", 1800)))
     run_dir = _run_dir(cfg)
@@ -417,6 +524,18 @@ def train(cfg: Any) -> dict[str, Any]:
         if info.is_main and "stopped_by_signal" not in metrics:
             _report(trainer, metrics)
         return metrics
+    except Exception as exc:
+        if info.distributed:
+            # a peer's failure reaches this rank as a lost connection or a collective timeout;
+            # say so, or the user reads the symptom instead of the cause
+            log.error(
+                "rank %d of %d stopped: %s: %s. When ranks fail together, the root cause is the first rank "
+                "that failed (torchrun's summary names it); a rank that hangs makes the others time out "
+                "after trainer.dist_timeout_s=%s s",
+                info.rank, info.world_size, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                cfg.trainer.get("dist_timeout_s", 1800),
+            )
+        raise
     finally:
         cleanup()
 
