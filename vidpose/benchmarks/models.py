@@ -1,14 +1,31 @@
-"""Benchmark ``models``: forward + backward time per training sample of each method's model.
+"""Benchmark ``models``: one training step (forward + backward) of each method's model, per sample.
 
-One row per method (and device/precision): a full ``PoseModel`` (backbone + flow + head) on a
-random batch of clips, the method's own target generator and loss, ``loss.backward()``; the
-time is the median over ``--repeats`` runs divided by the batch size. The default workload is
-the papers' (ViT-B at 256 x 192, batch 2); ``--quick`` uses ``vit_tiny`` at 128 x 96.
+One row per method and device mode: the full model (backbone + flow + head, or the HANet
+refiner) at its paper's input size (``--quick``: ``vit_tiny`` at 128 x 96), fed by the real
+training loader (``vidpose.benchmarks.data``'s PoseTrack-shaped set, training augmentation, the
+method's T frames), with the method's own target generator run on the device and its loss,
+then ``loss.backward()``. The optimizer step is left out. Columns:
 
-Memory: on CUDA each row reports ``torch.cuda.max_memory_allocated`` of its own step. On CPU
-the column is NaN: ``tracemalloc`` does not see torch's allocator, and the process's peak RSS
-(``resource.getrusage``) is a high-water mark shared by every row that ran before, so it would
-not be the row's own peak.
+- ``fwd_bwd_s_per_sample``: median step time (transfer, targets, forward, loss, backward) / batch;
+- ``samples_per_s``: batch / mean(step + time blocked on the loader), i.e. with the data wait;
+- ``data_wait``: share of that wall time spent waiting for the next batch (``--workers``);
+- ``peak_mem_MB_per_sample``: CUDA: ``max_memory_allocated`` during the steps minus what was
+  allocated before them; CPU: the growth of the process's peak RSS (``VmHWM``, reset through
+  ``/proc/self/clear_refs``) over a step, after freed memory went back to the OS (NaN where
+  /proc is missing); both / batch;
+- ``gflop_per_sample``: FLOPs of one step counted by ``torch.utils.flop_counter`` (matmuls and
+  convolutions, forward and backward; torchvision's deformable convolution, grid sampling and
+  OpenCV flow are not counted) / batch;
+- ``mfu``: achieved FLOP/s over the peak of a dense matmul measured in the same run on the same
+  device and precision (CPU fp32 ``torch.mm``, CUDA bf16): the share of the hardware's usable
+  matmul rate the step reaches.
+
+Batches: ``--batch`` clips on CPU (default 2), ``--cuda-batch`` on CUDA (default 32, the
+papers use 32-64 per GPU); HANet always uses its code's 16 windows.
+
+Modes: CPU fp32 always; on CUDA ``bf16+cl`` (bf16 autocast, channels_last) and with
+``--compile`` also ``bf16+cl+compile`` (``torch.compile`` of the model; a model that does not
+compile falls back to eager and says so in ``mode``). Without a GPU the CUDA rows are skipped.
 
 Adding a method: write one function ``(BenchConfig) -> ModelCase`` and add it to
 :data:`ROW_BUILDERS`; ``--rows`` selects builders by key.
@@ -17,16 +34,23 @@ Adding a method: write one function ``(BenchConfig) -> ModelCase`` and add it to
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import math
-from collections.abc import Callable
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from vidpose.benchmarks import time_call
-
-DESCRIPTION = "forward+backward seconds per sample of each method's model (CPU; CUDA fp32/bf16 rows when available)"
+DESCRIPTION = "training step (fwd+bwd) per sample of every method at its paper input: time, samples/s, data wait, peak memory, MFU"
 
 NUM_JOINTS = 17
 
@@ -45,11 +69,17 @@ class BenchConfig:
 class ModelCase:
     """A built model with what a training step needs: the target node and the row labels."""
 
-    model: Any  # vidpose.models.pose_model.PoseModel
+    model: Any  # vidpose.models.pose_model.PoseModel, or a refiner for kind "sequence"
     target: dict
     labels: dict[str, str] = field(default_factory=dict)
     #: the method's own crop size when it is not the workload's (JM-Pose: 384 x 288)
     input_hw: tuple[int, int] | None = None
+    #: "clip": frames from the loader -> targets -> model; "sequence": keypoint windows -> refiner
+    kind: str = "clip"
+    #: the method's own batch when it is not the workload's (HANet: 16 windows)
+    batch: int | None = None
+    #: the refiner's loss (kind "sequence")
+    loss: Any = None
 
 
 def _build_model(config: BenchConfig, head: dict, flow: dict | None, num_frames: int) -> Any:
@@ -86,11 +116,15 @@ def baseline_case(config: BenchConfig) -> ModelCase:
 
 
 def mtpose_case(config: BenchConfig) -> ModelCase:
-    """MTPose (configs/exp/mtpose_pt18.yaml) with a randomly initialised torchvision raft_large."""
+    """MTPose (configs/exp/mtpose_pt18.yaml) with a randomly initialised torchvision raft_large (``--quick``: 2 updates)."""
     head = {"name": "mtpose", "num_heads": _vit_heads(config.backbone)}
     flow = {"name": "raft_large", "random_init": True}
+    label = "raft_large random_init"
+    if config.backbone["name"] == "vit_tiny":  # --quick: RAFT's 12 updates would dominate the CI run
+        flow["num_flow_updates"] = 2
+        label += ", 2 updates"
     model = _build_model(config, head, flow, num_frames=3)
-    return ModelCase(model, {"name": "motion_aware"}, {"flow": "raft_large random_init"})
+    return ModelCase(model, {"name": "motion_aware"}, {"flow": label})
 
 
 class _ClipWithSecondView(torch.nn.Module):
@@ -154,89 +188,316 @@ def jmpose_case(config: BenchConfig) -> ModelCase:
     return ModelCase(model, {"name": "gaussian", "sigma": 3.0}, labels, input_hw=input_hw)
 
 
+def hanet_case(config: BenchConfig) -> ModelCase:
+    """HANet refiner (configs/exp/hanet_pt18.yaml): windows of 5 poses x 17 joints, 5 levels of width 256,
+    batch 16 (the code's). ``--quick``: 3 levels of width 64."""
+    from vidpose.losses.kinematic import HANetLoss
+    from vidpose.models.refiners.hanet import HANet
+
+    quick = config.backbone["name"] == "vit_tiny"
+    width, levels = (64, 3) if quick else (256, 5)
+    model = HANet(NUM_JOINTS, window=5, sample_interval=1, hidden_dim=width, num_levels=levels)
+    labels = {"backbone": f"hanet C={width} levels={levels}", "flow": "none", "input": "5 poses x 17 joints"}
+    return ModelCase(model, {}, labels, kind="sequence", batch=16, loss=HANetLoss(visibility_weighted=True))
+
+
 ROW_BUILDERS: dict[str, Callable[[BenchConfig], ModelCase]] = {
     "baseline": baseline_case,
     "mtpose": mtpose_case,
     "continuity": continuity_case,
     "vremd": vremd_case,
     "jmpose": jmpose_case,
+    "hanet": hanet_case,
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``models`` benchmark."""
     parser.add_argument("--rows", default=",".join(ROW_BUILDERS), help=f"comma-separated methods (default all: {','.join(ROW_BUILDERS)})")
-    parser.add_argument("--batch", type=int, default=2, help="clips per batch (default 2)")
+    parser.add_argument("--batch", type=int, default=2, help="clips per batch on CPU (default 2; HANet uses its own 16)")
+    parser.add_argument("--cuda-batch", type=int, default=32, help="clips per batch on CUDA (default 32)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per row (default 3, quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default min(8, cores); quick 0)")
+    parser.add_argument("--compile", action="store_true", help="CUDA only: add torch.compile rows")
+    parser.add_argument("--random-data", action="store_true", help="random frames instead of the loader (no data wait)")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _random_batch(case: ModelCase, config: BenchConfig, device: str, seed: int) -> tuple[torch.Tensor, dict]:
-    """Frames in [0, 1] ``(B, T, 3, H, W)`` and the head's targets from random in-crop keypoints."""
+# ------------------------------------------------------------------------------------- inputs
+
+
+def _generator(case: ModelCase, config: BenchConfig) -> Any:
     from vidpose.heatmaps import Geometry
     from vidpose.registry import TARGETS
 
+    return TARGETS.build(dict(case.target), geometry=Geometry(config.input_hw, config.heatmap_stride, "udp"))
+
+
+def _random_batch(case: ModelCase, config: BenchConfig, seed: int) -> dict[str, Any]:
+    """A host batch like the loader's: uint8 frames ``(B, T, H, W, 3)``, keypoints ``(B, T, K, 2)``, visibility, clamped."""
     gen = torch.Generator().manual_seed(seed)
-    model = case.model
-    b, t = config.batch, model.num_frames
+    b, t = config.batch, case.model.num_frames
     height, width = config.input_hw
-    frames = torch.rand(b, t, 3, height, width, generator=gen)
-    keypoints = torch.rand(b, t, NUM_JOINTS, 2, generator=gen) * torch.tensor([width - 1.0, height - 1.0])
-    geometry = Geometry(config.input_hw, config.heatmap_stride, "udp")
-    generator = TARGETS.build(dict(case.target), geometry=geometry)
-    targets = generator(
-        keypoints, torch.ones(b, t, NUM_JOINTS), torch.zeros(b, t, dtype=torch.bool), model.key_index,
-        names=model.head.targets,
-    )
-    return frames.to(device), {k: v.to(device) for k, v in targets.items()}
+    return {
+        "frames": torch.randint(0, 256, (b, t, height, width, 3), dtype=torch.uint8, generator=gen),
+        "keypoints": torch.rand(b, t, NUM_JOINTS, 2, generator=gen) * torch.tensor([width - 1.0, height - 1.0]),
+        "visible": torch.ones(b, t, NUM_JOINTS),
+        "clamped": torch.zeros(b, t, dtype=torch.bool),
+    }
 
 
-def _row(name: str, builder: Callable[[BenchConfig], ModelCase], config: BenchConfig, device: str,
-         precision: str, repeats: int, seed: int) -> dict[str, Any]:
+def _random_windows(case: ModelCase, seed: int) -> dict[str, torch.Tensor]:
+    """A batch of HANet windows: ``input``/``target`` ``(B, L, K, 2)`` in [0, 1], ``visible`` ``(B, L, K)``."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (case.batch, case.model.window, NUM_JOINTS, 2)
+    target = torch.rand(shape, generator=gen)
+    return {"input": target + 0.02 * torch.randn(shape, generator=gen), "target": target, "visible": torch.ones(shape[:3])}
+
+
+def _batches(case: ModelCase, config: BenchConfig, args: argparse.Namespace, data_root: Path | None) -> Iterator[dict]:
+    """Host batches for the row: the real loader over the benchmark set, or one random batch repeated."""
+    if case.kind == "sequence":
+        batch = _random_windows(case, int(args.seed))
+        while True:
+            yield batch
+    if data_root is None:
+        batch = _random_batch(case, config, int(args.seed))
+        while True:
+            yield batch
+    from vidpose.benchmarks.data import clip_dataset
+    from vidpose.data.loader import build_loader, set_epoch
+
+    t = case.model.num_frames
+    dataset = clip_dataset(data_root, config.input_hw, tuple(range(-(t // 2), t - t // 2)), int(args.seed))
+    loader = build_loader(dataset, config.batch, shuffle=True, num_workers=_workers(args), seed=int(args.seed), drop_last=True)
+    epoch = 0
+    while True:
+        set_epoch(loader, epoch)
+        for batch in loader:
+            yield {k: batch[k] for k in ("frames", "keypoints", "visible", "clamped")}
+        epoch += 1
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """Loader workers of a row: ``--workers``, else 0 with ``--quick``, else one per core up to 8."""
+    if getattr(args, "workers", None) is not None:
+        return int(args.workers)
+    if args.quick:
+        return 0
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+# ------------------------------------------------------------------------------------- memory
+
+
+def _status_kib(name: str) -> int | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in KiB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Collect garbage and return free heap pages to the OS, so RSS growth is the next step's own."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux >= 4.0); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _PeakMemory:
+    """Per-step peak memory growth in bytes: CUDA allocator statistics or the process's peak RSS."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak = 0.0 if device == "cuda" or _status_kib("VmHWM") is not None else math.nan
+        self._base = 0.0
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """Measure the body's peak above what was in use when it began."""
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self._base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        elif not math.isnan(self.peak):
+            _release_freed_memory()
+            if not _reset_peak_rss():
+                self.peak = math.nan
+            self._base = 1024.0 * (_status_kib("VmRSS") or 0)
+        yield
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = max(self.peak, torch.cuda.max_memory_allocated() - self._base)
+        elif not math.isnan(self.peak):
+            self.peak = max(self.peak, 1024.0 * (_status_kib("VmHWM") or 0) - self._base)
+
+
+# ------------------------------------------------------------------------------------- FLOPs
+
+
+_MATMUL_PEAK: dict[tuple[str, str], float] = {}
+
+
+def matmul_peak_flops(device: str, precision: str) -> float:
+    """FLOP/s of a large dense matmul on ``device`` in ``precision`` (measured once per process)."""
+    key = (device, precision)
+    if key not in _MATMUL_PEAK:
+        n = 8192 if device == "cuda" else 2048
+        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        torch.mm(a, b)
+        times = []
+        for _ in range(5):
+            sync()
+            tic = time.perf_counter()
+            torch.mm(a, b)
+            sync()
+            times.append(time.perf_counter() - tic)
+        # the fastest run: on a shared machine slower runs measure the neighbours, not the hardware
+        _MATMUL_PEAK[key] = 2.0 * n**3 / min(times)
+    return _MATMUL_PEAK[key]
+
+
+# ------------------------------------------------------------------------------------- rows
+
+
+def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(device, mode) pairs: CPU fp32, then the CUDA modes when a GPU is present."""
+    settings = [("cpu", "fp32")]
+    if torch.cuda.is_available():
+        settings.append(("cuda", "bf16+cl"))
+        if getattr(args, "compile", False):
+            settings.append(("cuda", "bf16+cl+compile"))
+    return settings
+
+
+def _row(name: str, builder: Callable[[BenchConfig], ModelCase], config: BenchConfig, device: str, mode: str,
+         args: argparse.Namespace, repeats: int, data_root: Path | None) -> dict[str, Any]:
+    seed = int(args.seed)
     torch.manual_seed(seed)
     case = builder(config)
     if case.input_hw is not None:
         config = replace(config, input_hw=case.input_hw)
+    if case.batch is not None:
+        config = replace(config, batch=case.batch)
     model = case.model.to(device).train()
-    frames, targets = _random_batch(case, config, device, seed)
-    amp = precision == "bf16"
+    amp = "bf16" in mode
+    if "cl" in mode.split("+"):
+        model = model.to(memory_format=torch.channels_last)
+    runner: Any = model
+    if "compile" in mode:
+        runner = torch.compile(model)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
-    def step() -> None:
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-            outputs = model(frames)
-        model.loss(outputs, targets)["loss"].backward()
+    if case.kind == "sequence":
+        sampled = model.sampled_frames(torch.device(device))
+
+        def prepare(batch: dict) -> tuple[Any, Any]:
+            moved = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            return moved["input"], moved
+
+        def loss_of(net: Any, inputs: Any, targets: Any) -> torch.Tensor:
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                outputs = net(inputs)
+            return case.loss(outputs["refined"], outputs["encoder"], targets["target"], sampled, targets["visible"])["loss"]
+    else:
+        from vidpose.data.loader import to_device
+
+        generator = _generator(case, config)
+
+        def prepare(batch: dict) -> tuple[Any, Any]:
+            # targets from keypoints on the device, as the trainer's PoseTask.prepare does
+            moved = to_device(batch, device)
+            targets = generator(moved["keypoints"], moved["visible"], moved["clamped"], model.key_index,
+                                names=model.head.targets)
+            return moved["frames"], targets
+
+        def loss_of(net: Any, inputs: Any, targets: Any) -> torch.Tensor:
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                outputs = net(inputs)
+            return model.loss(outputs, targets)["loss"]
+
+    def step(batch: dict) -> None:
+        inputs, targets = prepare(batch)
+        loss_of(runner, inputs, targets).backward()
         model.zero_grad(set_to_none=True)
+        sync()
 
-    sync = torch.cuda.synchronize if device == "cuda" else None
-    peak_mb = math.nan
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    seconds = time_call(step, repeats=repeats, warmup=1, sync=sync)
-    if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    backbone_name = str(config.backbone["name"])
-    row = {
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batches = _batches(case, config, args, data_root if not getattr(args, "random_data", False) else None)
+    # The first step is the warm-up (worker start-up, allocator, kernel selection): its FLOPs are
+    # counted, its time is not. FLOPs come from the eager model (a compiled graph hides them).
+    counter = FlopCounterMode(display=False)
+    first = next(batches)
+    with counter:
+        inputs, targets = prepare(first)
+        loss_of(model, inputs, targets).backward()
+    model.zero_grad(set_to_none=True)
+    del inputs, targets
+    flops = float(counter.get_total_flops())
+    if "compile" in mode:
+        try:
+            step(first)
+        except Exception as err:  # noqa: BLE001 - any compiler failure: time the eager model instead
+            runner, mode = model, f"{mode} failed ({type(err).__name__}): eager"
+            step(first)
+
+    memory = _PeakMemory(device)
+    waits, steps = [], []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        batch = next(batches)
+        waits.append(time.perf_counter() - tic)
+        with memory.step():
+            tic = time.perf_counter()
+            step(batch)
+            steps.append(time.perf_counter() - tic)
+    batches.close()  # ends the loader's workers
+    step_s = statistics.median(steps)
+    total = sum(waits) + sum(steps)
+    peak_flops = matmul_peak_flops(device, "bf16" if amp else "fp32")
+    return {
         "method": name,
-        "backbone": case.labels.get("backbone", backbone_name),
+        "backbone": case.labels.get("backbone", str(config.backbone["name"])),
         "flow": case.labels.get("flow", "none"),
-        "input": f"{config.input_hw[0]}x{config.input_hw[1]}",
+        "input": case.labels.get("input", f"{config.input_hw[0]}x{config.input_hw[1]}"),
+        "T": getattr(model, "num_frames", getattr(model, "window", 1)),
         "batch": config.batch,
         "device": device,
-        "precision": precision,
-        "params_M": total / 1e6,
-        "trainable_M": trainable / 1e6,
-        "fwd_bwd_s_per_sample": seconds / config.batch,
-        "peak_mem_MB": peak_mb,
+        "mode": mode,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "trainable_M": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        "fwd_bwd_s_per_sample": step_s / config.batch,
+        "samples_per_s": config.batch * repeats / total,
+        "data_wait": sum(waits) / total if case.kind == "clip" and data_root is not None else math.nan,
+        "peak_mem_MB_per_sample": memory.peak / 2**20 / config.batch,
+        "gflop_per_sample": flops / 1e9 / config.batch,
+        "mfu": flops / step_s / peak_flops,
     }
-    return row
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Rows of the chosen methods: CPU fp32, then CUDA fp32 and bf16 when a GPU is present."""
-    if args.threads:
+    """Rows of the chosen methods: CPU fp32, then the CUDA modes when a GPU is present."""
+    if getattr(args, "threads", None):
         torch.set_num_threads(int(args.threads))
     names = [n.strip() for n in str(args.rows).split(",") if n.strip()]
     unknown = sorted(set(names) - set(ROW_BUILDERS))
@@ -246,14 +507,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         config = BenchConfig({"name": "vit_tiny"}, (128, 96), int(args.batch))
     else:
         config = BenchConfig({"name": "vit_b"}, (256, 192), int(args.batch))
-    repeats = args.repeats or (1 if args.quick else 3)
-    settings = [("cpu", "fp32")]
-    if torch.cuda.is_available():
-        settings += [("cuda", "fp32"), ("cuda", "bf16")]
+    repeats = getattr(args, "repeats", None) or (1 if args.quick else 3)
     rows = []
-    for device, precision in settings:
-        for name in names:
-            rows.append(_row(name, ROW_BUILDERS[name], config, device, precision, repeats, int(args.seed)))
-            if device == "cuda":
-                torch.cuda.empty_cache()  # the row's model is gone; give its memory back before the next
+    with contextlib.ExitStack() as stack:
+        data_root = None
+        if not getattr(args, "random_data", False):
+            from vidpose.benchmarks.data import default_sample_root, write_benchmark_set
+
+            data_root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vidpose_models_bench_")))
+            sample = default_sample_root()
+            write_benchmark_set(data_root, 4 if args.quick else 20, 6 if args.quick else 20,
+                                sample if sample.exists() else None, int(args.seed))
+        for device, mode in _settings(args):
+            batch = int(getattr(args, "cuda_batch", 32) or 32) if device == "cuda" else int(args.batch)
+            for name in names:
+                rows.append(_row(name, ROW_BUILDERS[name], replace(config, batch=batch), device, mode, args, repeats, data_root))
+                gc.collect()
+                if device == "cuda":
+                    torch.cuda.empty_cache()  # the row's model is gone; give its memory back before the next
     return rows

@@ -8,6 +8,8 @@ per-sample generator follows the epoch even inside persistent workers, which nev
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,6 +25,7 @@ __all__ = [
     "EpochSampler",
     "build_loader",
     "collate",
+    "keep_freed_memory",
     "make_sampler",
     "set_epoch",
     "to_device",
@@ -153,8 +156,28 @@ def make_sampler(
     return EpochSampler(len(dataset), shuffle, seed, split)
 
 
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the OS; False where not glibc.
+
+    A decoded 1920x1080 frame is 6 MB, above glibc's default mmap threshold: every decode would
+    get fresh pages from the kernel (a page fault and zeroing per 4 KiB), which makes decoding
+    about twice as slow as decoding into reused memory (docs/benchmarks.md, ``data``). A loader
+    worker allocates the same sizes for every sample, so it keeps what it frees, as PyTorch's
+    CUDA caching allocator does; its resident memory stays at its peak (tens of MB per worker).
+    Called in every worker (:func:`worker_init_fn`) and, when a loader has no workers, in the
+    process that loads.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # 32 MiB is glibc's largest mmap threshold on 64-bit (a 4K frame, 25 MB, stays below it)
+    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(mallopt(m_trim_threshold, 256 * 2**20))
+
+
 def worker_init_fn(worker_id: int) -> None:
-    """Seed numpy and ``random`` in a loader worker from torch's per-worker seed; OpenCV runs single-threaded."""
+    """Seed numpy and ``random`` in a loader worker from torch's per-worker seed; OpenCV single-threaded; freed memory kept."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -162,6 +185,7 @@ def worker_init_fn(worker_id: int) -> None:
     # oversubscribe the cores. 0 (run sequentially) rather than 1: with OpenCV 5.0's pthreads
     # backend, setNumThreads(1) in a forked child of a parent that used the pool never returns.
     cv2.setNumThreads(0)
+    keep_freed_memory()
 
 
 def build_loader(
@@ -182,13 +206,16 @@ def build_loader(
 
     ``persistent_workers`` defaults to ``num_workers > 0``; ``pin_memory`` to CUDA being
     available; ``timeout`` > 0 makes a worker that delivers no batch for that many seconds an
-    error instead of a hang. Call :func:`set_epoch` before each epoch.
+    error instead of a hang. With ``num_workers=0`` this process loads, so it keeps freed memory
+    as workers do (:func:`keep_freed_memory`). Call :func:`set_epoch` before each epoch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     sampler = make_sampler(dataset, shuffle, seed, distributed, num_replicas, rank, drop_last)
+    if num_workers == 0:
+        keep_freed_memory()  # this process decodes the frames: keep freed memory as a worker does
     if persistent_workers is None:
         persistent_workers = num_workers > 0
     if pin_memory is None:

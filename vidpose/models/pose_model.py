@@ -5,6 +5,11 @@ transfers uint8 and converts on the device); the model normalises them itself, s
 estimators, which want un-normalised images, see the same tensor. Extra images a head names
 in ``extra_views`` (batch keys, ``(B, 3, H, W)`` in ``[0, 1]``) share the backbone pass; their
 features reach the head as ``batch["extra_features"][name]``.
+
+Flows can come from a :class:`~vidpose.models.flow.cache.FlowCache` set as ``model.flow_cache``:
+only in eval mode and only for batches that carry ``batch["flow_cache_keys"]`` (one
+``(frame paths (T,), box (4,), flipped)`` per sample), which the evaluator adds for its fixed,
+non-augmented crops.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
+from vidpose.models.flow.cache import FlowCache, flow_pair_key
 from vidpose.models.heads.base import Head
 
 __all__ = ["PoseModel", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -62,6 +69,8 @@ class PoseModel(nn.Module):
             backbone.requires_grad_(False)
         if flow is not None:
             flow.requires_grad_(False)
+        # not a submodule and not in the state dict: set by the evaluator for its fixed crops
+        self.flow_cache: FlowCache | None = None
 
     @property
     def backbone_frozen(self) -> bool:
@@ -100,13 +109,41 @@ class PoseModel(nn.Module):
             views[name] = (view.to(frames.dtype) - self.mean[0].to(frames.dtype)) / self.std[0].to(frames.dtype)
         return views
 
-    def compute_flows(self, frames: torch.Tensor) -> torch.Tensor | None:
-        """Flows of the head's frame pairs: ``(B, P, 2, H, W)`` in input pixels, or None."""
+    def compute_flows(self, frames: torch.Tensor, cache_keys: Sequence[tuple] | None = None) -> torch.Tensor | None:
+        """Flows of the head's frame pairs: ``(B, P, 2, H, W)`` in input pixels, or None.
+
+        With ``cache_keys`` (one clip key per sample), a :attr:`flow_cache` and the model in eval
+        mode, flows are looked up and stored there; otherwise every flow is computed.
+        """
         if not self.pairs:
             return None
+        if cache_keys is not None and self.flow_cache is not None and not self.training:
+            return self._cached_flows(frames, cache_keys, self.flow_cache)
         with torch.no_grad():
             flows = [self.flow(frames[:, a].float(), frames[:, b].float()) for a, b in self.pairs]
         return torch.stack(flows, dim=1)
+
+    def _cached_flows(self, frames: torch.Tensor, cache_keys: Sequence[tuple], cache: FlowCache) -> torch.Tensor:
+        """``(B, P, 2, H, W)`` flows: cache hits copied back, misses computed as one sub-batch and stored."""
+        batch = frames.shape[0]
+        if len(cache_keys) != batch:
+            raise ValueError(f"flow_cache_keys has {len(cache_keys)} entries for a batch of {batch}")
+        per_pair = []
+        for a, b in self.pairs:
+            keys = [flow_pair_key(key, a, b) for key in cache_keys]
+            found = [cache.get(key) for key in keys]
+            missing = [i for i, flow in enumerate(found) if flow is None]
+            if missing:
+                # The whole batch when nothing is cached, so a first pass computes exactly
+                # what the uncached path computes.
+                pick = slice(None) if len(missing) == batch else torch.tensor(missing, device=frames.device)
+                with torch.no_grad():
+                    computed = self.flow(frames[pick, a].float(), frames[pick, b].float())
+                for row, i in enumerate(missing):
+                    cache.put(keys[i], computed[row])
+                    found[i] = computed[row]
+            per_pair.append(torch.stack([flow.to(frames.device) for flow in found]))
+        return torch.stack(per_pair, dim=1)
 
     def forward(self, frames: torch.Tensor, batch: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """RGB frames in [0, 1] ``(B, T, 3, H, W)`` -> head outputs (``"heatmaps"``: ``(B, K, h, w)``)."""
@@ -119,7 +156,9 @@ class PoseModel(nn.Module):
         images = normalised[:, self.key_index] if self.head.frames == "key" else normalised.flatten(0, 1)
         views = self._extra_views(frames, batch)
         # One backbone pass over the clip and the extra views (shared BatchNorm statistics).
-        flat = self._backbone(torch.cat([images, *views.values()]) if views else images)
+        # The record_function ranges name the stages in a torch.profiler trace (tools/benchmark.py train).
+        with record_function("vidpose::backbone"):
+            flat = self._backbone(torch.cat([images, *views.values()]) if views else images)
         if views:
             flat, *view_features = flat.split([images.shape[0], *(v.shape[0] for v in views.values())])
             batch = {**batch, "extra_features": dict(zip(views, view_features))}
@@ -131,7 +170,11 @@ class PoseModel(nn.Module):
                 initial = self.backbone.heatmaps(flat_features)
             if features.dim() == 5:
                 initial = initial.unflatten(0, (b, t))
-        return self.head(features, batch, flows=self.compute_flows(frames), initial_heatmaps=initial)
+        cache_keys = batch.get("flow_cache_keys") if batch is not None else None
+        with record_function("vidpose::flow"):
+            flows = self.compute_flows(frames, cache_keys)
+        with record_function("vidpose::head"):
+            return self.head(features, batch, flows=flows, initial_heatmaps=initial)
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The head's loss terms."""

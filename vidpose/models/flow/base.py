@@ -78,11 +78,14 @@ class FlowEstimator(nn.Module, ABC):
         """``(B, 3, H, W)`` RGB in [0, 1] twice -> float32 flow ``(B, 2, H, W)`` in pixels."""
         check_image_pair(image1, image2)
         check_unit_range(image1, image2)
-        # no_grad rather than inference_mode: the flow feeds trainable layers, and inference
-        # tensors cannot be saved for their backward pass. Autocast is off because flow
+        # inference_mode skips autograd's version counters and views tracking, which no_grad
+        # still pays; the result is cloned outside it because the flow feeds trainable layers,
+        # and an inference tensor cannot be saved for their backward pass (the clone of a
+        # (B, 2, H, W) flow costs nothing next to the estimator). Autocast is off because flow
         # precision matters more than the speed-up and RAFT is not validated in bf16.
-        with torch.no_grad(), torch.autocast(device_type=image1.device.type, enabled=False):
+        with torch.inference_mode(), torch.autocast(device_type=image1.device.type, enabled=False):
             flow = self.estimate(image1.float(), image2.float())
+        flow = flow.clone()
         expected = (image1.shape[0], 2, *image1.shape[-2:])
         if tuple(flow.shape) != expected:
             raise RuntimeError(
