@@ -1,12 +1,15 @@
-"""Helpers to compose experiment configs for engine tests (tiny synthetic data, CPU)."""
+"""Helpers for engine tests: experiment configs (tiny synthetic data, CPU) and real-format PoseTrack roots."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+
+from vidpose.data.keypoints import POSETRACK_TO_POSEVAL
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -38,3 +41,43 @@ def compose_exp(synthetic_cache, tmp_path):
             )
 
     return _compose
+
+
+def _posetrack17_file(data: dict) -> dict:
+    """A PoseTrack18 per-video JSON -> the same video as a PoseTrack17 ``annolist`` file."""
+    people: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        people.setdefault(ann["image_id"], []).append(ann)
+    annolist = []
+    for index, image in enumerate(data["images"]):
+        rects = []
+        for ann in people.get(image["id"], []):
+            x, y, w, h = ann["bbox_head"]
+            triplets = [ann["keypoints"][3 * k : 3 * k + 3] for k in range(len(POSETRACK_TO_POSEVAL))]
+            points = [
+                {"id": [int(pid)], "x": [px], "y": [py], "is_visible": [1]}
+                for (px, py, v), pid in zip(triplets, POSETRACK_TO_POSEVAL)
+                if v > 0 and pid >= 0
+            ]
+            rects.append({"track_id": [ann["track_id"]], "x1": [x], "y1": [y], "x2": [x + w], "y2": [y + h],
+                          "annopoints": [{"point": points}]})
+        annolist.append({"image": [{"name": image["file_name"]}], "imgnum": [index + 1],
+                         "is_labeled": [int(image["is_labeled"])], "annorect": rects})
+    return {"annolist": annolist}
+
+
+@pytest.fixture(scope="session")
+def posetrack_format_root(posetrack18_mini, tmp_path_factory) -> Path:
+    """A data root whose posetrack17/18/21 folders hold the real PoseTrack18 sample in each layout and format."""
+    root = tmp_path_factory.mktemp("posetrack_formats")
+    (root / "posetrack18").symlink_to(posetrack18_mini, target_is_directory=True)
+    pt21, pt17 = root / "posetrack21", root / "posetrack17" / "posetrack_data"
+    (pt21 / "posetrack_data" / "val").mkdir(parents=True)
+    (pt17 / "annotations" / "val").mkdir(parents=True)
+    for image_root in (pt21, pt17):
+        (image_root / "images").symlink_to(posetrack18_mini / "images", target_is_directory=True)
+    for path in sorted((posetrack18_mini / "annotations" / "val").glob("*.json")):
+        (pt21 / "posetrack_data" / "val" / path.name).symlink_to(path)
+        data = json.loads(path.read_text())
+        (pt17 / "annotations" / "val" / path.name).write_text(json.dumps(_posetrack17_file(data)))
+    return root

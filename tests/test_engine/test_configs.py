@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vidpose.engine import builders
-from vidpose.registry import BACKBONES, DATASETS, FLOWS, HEADS, TARGETS
+from vidpose.registry import BACKBONES, DATASETS, FLOWS, HEADS, REFINERS, TARGETS
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "exp").glob("*.yaml"))
@@ -62,6 +62,15 @@ def test_experiment_sets_only_keys_its_groups_define(exp_cfg):
 
 def test_every_experiment_builds_its_model_on_the_meta_device(exp_cfg):
     name, cfg = exp_cfg
+    if cfg.task == "refine":
+        # a second-stage exp trains only its coordinate refiner (vidpose.engine.tasks.RefinerTask)
+        layout = builders.build_layout(cfg)
+        with torch.device("meta"):
+            refiner = builders.build_refiner(cfg, layout)
+        assert type(refiner) is REFINERS.get(str(cfg.refiner.name)), name
+        assert refiner.num_joints == layout.num_joints
+        return
+    assert cfg.refiner.name == "none", f"{name}: a refiner is trained with task=refine"
     if str(cfg.flow.name).startswith("raft"):
         cfg.flow.random_init = True  # no RAFT weights file in tests; real runs must give flow.checkpoint
     layout, geometry = builders.build_layout(cfg), builders.build_geometry(cfg)

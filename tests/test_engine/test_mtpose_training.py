@@ -30,7 +30,6 @@ def test_experiments_carry_the_paper_values(compose_exp):
     assert synthetic.head.num_heads == synthetic.backbone.num_heads
 
 
-@pytest.mark.slow
 def test_one_step_and_one_evaluation_on_real_posetrack18_frames(posetrack18_mini, compose_exp, tmp_path):
     # the mini set has one labeled frame per video (annotations/val only): train on val too;
     # both neighbours are clamped to the key frame, so the flows and the motion are 0

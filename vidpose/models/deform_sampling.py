@@ -3,9 +3,11 @@
 ``deform_conv2d_sampled`` computes what ``torchvision.ops.deform_conv2d`` computes (same offset
 and mask layout, see :mod:`vidpose.models.ops.deform_conv`; stride 1, one convolution group)
 by sampling every kernel tap with ``F.grid_sample`` and contracting the ``C * k * k`` samples
-with the weight. On CPU its backward pass is one to two orders of magnitude faster than
-torchvision's (measured in ``tests/test_models/test_mtpose.py`` and docs/methods/mtpose.md);
-torchvision's kernel stays the choice on CUDA, where it needs no ``(B, C, k*k, H, W)`` buffer.
+with the weight. On CPU a forward + backward pass is several times faster than torchvision's
+(about 4x for the MTPose fusion at the CPU twin's sizes, 2x at 64x48 with one offset field per
+joint; docs/methods/mtpose.md); ``tests/test_models/test_mtpose.py`` checks that values and
+gradients agree. torchvision's kernel stays the choice on CUDA, where it needs no
+``(B, C, k*k, H, W)`` buffer.
 
 Out-of-map samples read zeros exactly as torchvision's bilinear rule does: a corner outside
 the map contributes 0, so a point at or beyond one pixel outside reads 0.
