@@ -232,9 +232,12 @@ class DecodeBound:
         return len(clips) / (time.perf_counter() - start)
 
     def close(self) -> None:
-        """End the pool's processes."""
+        """End the pool's processes once they are idle."""
         if self.pool is not None:
-            self.pool.terminate()
+            # close(), not terminate(): terminate can kill a worker while it holds the task
+            # queue's lock, and the pool's handler may already have started a replacement that
+            # then waits on that lock forever, so join() never returns (seen in CI)
+            self.pool.close()
             self.pool.join()
 
 
