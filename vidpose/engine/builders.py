@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vidpose.data.clip import ClipDataset, training_instances
@@ -13,6 +14,8 @@ from vidpose.data.frames import FrameReader
 from vidpose.data.index import Instance, VideoPoseIndex
 from vidpose.data.keypoints import KeypointLayout, get_layout
 from vidpose.data.transforms import ClipTransform, SecondView
+from vidpose.engine.distributed import DistInfo
+from vidpose.engine.evaluator import Evaluator
 from vidpose.heatmaps import Geometry
 from vidpose.models.pose_model import PoseModel
 from vidpose.registry import BACKBONES, DATASETS, FLOWS, HEADS, REFINERS, TARGETS, to_plain
@@ -237,3 +240,34 @@ def coverage_required(cfg: Any) -> bool:
     """
     required = bool(cfg.get("evaluation", {}).get("require_coverage", True))
     return required and cfg.trainer.get("val_max_instances") is None
+
+
+def build_clip_evaluator(
+    cfg: Any,
+    index: VideoPoseIndex,
+    instances: list[Instance],
+    dataset: ClipDataset,
+    geometry: Geometry,
+    layout: KeypointLayout,
+    out_dir: Path,
+    info: DistInfo,
+) -> Evaluator:
+    """The clip :class:`Evaluator` with the config's batch, workers, codec, scoring and coverage settings."""
+    return Evaluator(
+        index,
+        instances,
+        dataset,
+        geometry,
+        layout,
+        str(cfg.data.benchmark),
+        out_dir,
+        info,
+        batch_size=int(cfg.trainer.get("val_batch_size", cfg.trainer.batch_size)),
+        num_workers=int(cfg.trainer.get("num_workers", 0)),
+        flip_test=bool(cfg.codec.flip_test),
+        refine=str(cfg.codec.refine),
+        score=str(cfg.evaluation.score),
+        sigma=target_sigma(cfg),
+        flow_cache_mb=flow_cache_mb(cfg),
+        require_coverage=coverage_required(cfg),
+    )

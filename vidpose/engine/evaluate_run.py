@@ -67,24 +67,7 @@ def build_evaluator(cfg: Any, info: DistInfo, out_dir: Path) -> Evaluator:
     index = builders.build_index(cfg, str(cfg.data.val.split))
     instances = builders.build_instances(cfg, index, False, cfg.trainer.get("val_max_instances"))
     dataset = builders.build_dataset(cfg, index, instances, geometry, layout, False)
-    return Evaluator(
-        index,
-        instances,
-        dataset,
-        geometry,
-        layout,
-        str(cfg.data.benchmark),
-        out_dir,
-        info,
-        batch_size=int(cfg.trainer.get("val_batch_size", cfg.trainer.batch_size)),
-        num_workers=int(cfg.trainer.get("num_workers", 0)),
-        flip_test=bool(cfg.codec.flip_test),
-        refine=str(cfg.codec.refine),
-        score=str(cfg.evaluation.score),
-        sigma=builders.target_sigma(cfg),
-        flow_cache_mb=builders.flow_cache_mb(cfg),
-        require_coverage=builders.coverage_required(cfg),
-    )
+    return builders.build_clip_evaluator(cfg, index, instances, dataset, geometry, layout, out_dir, info)
 
 
 def run_evaluation(cfg: DictConfig, info: DistInfo, overrides: Sequence[str] | None = None) -> dict[str, Any]:

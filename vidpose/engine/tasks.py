@@ -31,7 +31,6 @@ from vidpose.data.loader import to_device
 from vidpose.data.sequences import SequenceSet, SequenceWindowDataset
 from vidpose.engine import builders
 from vidpose.engine.distributed import DistInfo
-from vidpose.engine.evaluator import Evaluator
 from vidpose.engine.sequences import SequenceEvaluator, format_comparison, load_split_sequences
 from vidpose.registry import LOSSES, to_plain
 
@@ -68,23 +67,8 @@ class PoseTask:
                 f"head {cfg.head.name!r} needs targets {sorted(missing)}, which target {cfg.target.name!r} "
                 f"does not produce (it produces {list(self.target.outputs)})"
             )
-        self.evaluator = Evaluator(
-            self.val_index,
-            val_instances,
-            val_set,
-            self.geometry,
-            self.layout,
-            str(cfg.data.benchmark),
-            run_dir / "predictions",
-            info,
-            batch_size=int(tcfg.get("val_batch_size", tcfg["batch_size"])),
-            num_workers=int(tcfg.get("num_workers", 0)),
-            flip_test=bool(cfg.codec.flip_test),
-            refine=str(cfg.codec.refine),
-            score=str(cfg.evaluation.score),
-            sigma=builders.target_sigma(cfg),
-            flow_cache_mb=builders.flow_cache_mb(cfg),
-            require_coverage=builders.coverage_required(cfg),
+        self.evaluator = builders.build_clip_evaluator(
+            cfg, self.val_index, val_instances, val_set, self.geometry, self.layout, run_dir / "predictions", info
         )
 
     @property
