@@ -416,6 +416,66 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert "'broken': field 'gt'" in capsys.readouterr().err
 
 
+def _write_videos(path, videos):
+    """IN.json with the given video records as they are (lists, strings, booleans)."""
+    path.write_text(json.dumps({"videos": videos}))
+    return path
+
+
+def _listed(video):
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in video.items()}
+
+
+@pytest.mark.parametrize(
+    "field, index, value",
+    [("gt", (0, 3, 1), "12.5"), ("pred", (1, 0, 0), "7"), ("bbox", (0, 2), True)],
+)
+def test_strings_and_booleans_are_not_coordinates(tmp_path, capsys, field, index, value):
+    # numpy would read "12.5" as 12.5 and true as 1.0; the error names file, video and field
+    video = _listed(make_video("clip", 2))
+    row = video[field]
+    for i in index[:-1]:
+        row = row[i]
+    row[index[-1]] = value
+    path = _write_videos(tmp_path / "in.json", [video])
+    expected = (
+        rf"{path}: videos\[0\]: video 'clip': field '{field}' has {value!r} at "
+        rf"\{list(index)}; expected numbers \(not strings or booleans\)"
+    )
+    with pytest.raises(ValueError, match=expected):
+        load_input_json(path)
+    assert main(["--input", str(path)]) == 2
+    assert f"{path}: videos[0]: video 'clip': field '{field}'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=rf"video 'clip': field '{field}' has {value!r}"):
+        evaluate([video])
+
+
+def test_visible_may_hold_booleans_but_not_strings():
+    video = make_video("v", 1)
+    video["visible"] = [[True] * K]
+    assert evaluate([video], mask_invisible=True).groups(0.2)["Avg"] == 1.0
+    video["visible"] = [["1"] * K]
+    with pytest.raises(ValueError, match=r"field 'visible' has '1' at \[0, 0\]"):
+        evaluate([video])
+
+
+def test_json_errors_name_the_file(tmp_path, capsys):
+    path = tmp_path / "cut.json"
+    save_input_json(path, [make_video("a", 2)])
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(ValueError, match=rf"{path}: not valid JSON \(truncated or corrupt\?\)"):
+        load_input_json(path)
+    assert main(["--input", str(path)]) == 2
+    assert f"error: {path}: not valid JSON" in capsys.readouterr().err
+
+
+def test_json_output_folder_is_created(tmp_path, capsys):
+    save_input_json(tmp_path / "in.json", [make_video("a", 2)])
+    out = tmp_path / "new" / "deeper" / "pck.json"
+    assert main(["--input", str(tmp_path / "in.json"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["groups"]["0.2"]["Avg"] == 1.0
+
+
 def test_module_runs_without_torch(tmp_path):
     save_input_json(tmp_path / "in.json", [make_video("a", 2)])
     code = (

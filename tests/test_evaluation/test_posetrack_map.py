@@ -8,8 +8,11 @@ head size = 0.6 * 5 = 3.0 exactly in binary floating point, so an offset of 1.5 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
+import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -161,39 +164,52 @@ def test_frames_selected_by_gt_people_not_is_labeled(tmp_path):
     assert (c.pred_people, c.pred_people_skipped, c.gt_people, c.gt_joints) == (1, 1, 1, 1)
 
 
+def _pt17_nose_frames(names: list[str | None], noses: list[tuple[float, float]]) -> dict:
+    """A PT17 prediction file: one person per frame with a nose (score 0.5), named frames."""
+    annolist = []
+    for name, (x, y) in zip(names, noses):
+        point = {"id": [13], "x": [x], "y": [y], "score": [0.5]}
+        entry = {"annorect": [{"track_id": [0], "annopoints": [{"point": [point]}]}]}
+        if name is not None:
+            entry["image"] = [{"name": name}]
+        annolist.append(entry)
+    return {"annolist": annolist}
+
+
 def test_frames_paired_by_position_not_by_name(tmp_path):
-    # PT17 predictions carry no image ids; their image names are swapped relative to the GT but
-    # frame i is still compared with GT frame i: both noses hit -> AP 100 (by name it would be 0).
+    # frame i of the predictions is compared with GT frame i: both noses hit -> AP 100. The
+    # image paths may differ in their folders (DCPose writes shorter ones) or be absent.
     gt = pt18(
         [image(0), image(1)], [person(0, {"nose": (10, 10, 1)}), person(1, {"nose": (200, 200, 1)})]
     )
-    pr = {
-        "annolist": [
-            {
-                "image": [{"name": "000001.jpg"}],
-                "annorect": [
-                    {
-                        "track_id": [0],
-                        "annopoints": [
-                            {"point": [{"id": [13], "x": [10], "y": [10], "score": [0.5]}]}
-                        ],
-                    }
-                ],
-            },
-            {
-                "image": [{"name": "000000.jpg"}],
-                "annorect": [
-                    {
-                        "track_id": [0],
-                        "annopoints": [
-                            {"point": [{"id": [13], "x": [200], "y": [200], "score": [0.5]}]}
-                        ],
-                    }
-                ],
-            },
-        ]
-    }
-    assert evaluate(tmp_path, gt, pr).ap_per_joint[jid("nose")] == 100.0
+    noses = [(10, 10), (200, 200)]
+    short = _pt17_nose_frames(["000001_mpii_test/000000.jpg", "000001.jpg"], noses)
+    assert evaluate(tmp_path / "a", gt, short).ap_per_joint[jid("nose")] == 100.0
+    unnamed = _pt17_nose_frames([None, None], noses)
+    assert evaluate(tmp_path / "b", gt, unnamed).ap_per_joint[jid("nose")] == 100.0
+
+
+def test_pt17_predictions_in_another_frame_order_are_an_error(tmp_path):
+    # PT18 predictions have their image ids checked; PT17 ones the frame numbers of their image
+    # names: swapped frames would compare the wrong frames (poseval: AP 100 here, by position)
+    gt = pt18(
+        [image(0), image(1)], [person(0, {"nose": (10, 10, 1)}), person(1, {"nose": (200, 200, 1)})]
+    )
+    swapped = _pt17_nose_frames(["000001.jpg", "000000.jpg"], [(10, 10), (200, 200)])
+    with pytest.raises(
+        PoseTrackFormatError,
+        match=r"pred/000001_mpii_test.json: annolist\[0\]\.image\[0\]\.name is '000001.jpg' "
+        r"but the GT file .*gt/000001_mpii_test.json has "
+        r"'images/val/000001_mpii_test/000000.jpg' \(images\[0\]\.file_name\) there",
+    ):
+        evaluate(tmp_path / "a", gt, swapped)
+    # PT17 GT as well: its image names are compared the same way
+    gt17 = pt18_to_pt17(gt, "gt")
+    with pytest.raises(PoseTrackFormatError, match=r"annolist\[0\]\.image\[0\]\.name"):
+        evaluate(tmp_path / "b", gt17, swapped)
+    assert evaluate(tmp_path / "c", gt17, _pt17_nose_frames(
+        ["000000.jpg", "000001.jpg"], [(10, 10), (200, 200)]
+    )).ap_per_joint[jid("nose")] == 100.0
 
 
 def test_pt18_zero_triplet_is_the_only_absent_joint(tmp_path):
@@ -966,6 +982,190 @@ def test_pt21_ignore_regions_and_pt17_rejected(tmp_path):
         PoseTrackFormatError, match="mode 'pt21' reads PoseTrack18/21-format files only"
     ):
         evaluate(tmp_path / "b", gt, pt18_to_pt17(pr, "pred"), mode="pt21")
+
+
+# --- malformed values, head boxes, tied scores, file order, output -------------------------
+
+
+@pytest.mark.parametrize(
+    "role, mutate, message",
+    [
+        (
+            "pred",
+            lambda d: d["annotations"][0]["keypoints"].__setitem__(4, True),
+            r"pred/000001_mpii_test.json: annotations\[0\]\.keypoints\[4\]: "
+            r"expected a number, got True",
+        ),
+        (
+            "pred",
+            lambda d: d["annotations"][0]["scores"].__setitem__(0, False),
+            r"pred/000001_mpii_test.json: annotations\[0\]\.scores\[0\]: "
+            r"expected a number, got False",
+        ),
+        (
+            "gt",
+            lambda d: d["annotations"][0].update(bbox_head=[0, 0, True, 0]),
+            r"gt/000001_mpii_test.json: annotations\[0\]\.bbox_head\[2\]: "
+            r"expected a number, got True",
+        ),
+    ],
+)
+def test_booleans_are_not_numbers(tmp_path, role, mutate, message):
+    # numpy reads a JSON true among numbers as 1.0; a boolean there is a malformed file
+    gt, pr = _simple()
+    mutate(gt if role == "gt" else pr)
+    with pytest.raises(PoseTrackFormatError, match=message):
+        evaluate(tmp_path, gt, pr)
+
+
+def test_zero_size_head_box_keeps_poseval_number_and_warns(tmp_path):
+    # frame 0: nose hit (head size 3). frame 1: the GT head box [3, 3, 0, 0] has size 0, so the
+    # exact prediction's distance is 0/0 = NaN and it is a false positive, as in poseval:
+    # ranking 0.9 TP, 0.8 FP with nGT 2 -> AP 50 (a usable box would give 100).
+    gt = pt18(
+        [image(0), image(1)],
+        [person(0, {"nose": (10, 10, 1)}), person(1, {"nose": (10, 10, 1)}, head=[3, 3, 0, 0])],
+    )
+    pr = pt18(
+        [image(0), image(1)], [pred(0, {"nose": (10, 10, 0.9)}), pred(1, {"nose": (10, 10, 0.8)})]
+    )
+    with pytest.warns(
+        pm.ZeroHeadBoxWarning,
+        match=r"1 GT people with joints have a head box of zero size, first "
+        r".*gt/000001_mpii_test.json: frame 1 \(image 101\): GT person 0 .*poseval's number, kept",
+    ):
+        result = evaluate(tmp_path / "a", gt, pr)
+    assert result.ap_per_joint[jid("nose")] == 50.0
+    assert result.counts.gt_people_zero_head_box == 1
+    assert "(1 with a zero-size head box, never matched)" in result.describe()
+    # without a prediction on its frame the box is never used: no warning, AP 1/2 * 1 = 50
+    pr["annotations"].pop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate(tmp_path / "b", gt, pr).ap_per_joint[jid("nose")] == 50.0
+
+
+def _tied_nose_case(is_labeled: bool) -> tuple[dict, dict]:
+    """6 frames, one prediction each: frames 0-2 scored 0.9, frames 3-5 0.1; only frame 2 hits.
+
+    The one GT nose is on frame 2; the other frames have a GT person without joints (evaluated,
+    inert), so their predictions are false positives.
+    """
+    images = [image(f, is_labeled=is_labeled) for f in range(6)]
+    gt = pt18(
+        images,
+        [person(f, {"nose": (10, 10, 1)} if f == 2 else {}) for f in range(6)],
+    )
+    pr = pt18(
+        images,
+        [
+            pred(f, {"nose": (10, 10, 0.9) if f == 2 else (200, 200, 0.9 if f < 3 else 0.1)})
+            for f in range(6)
+        ],
+    )
+    return gt, pr
+
+
+@pytest.mark.parametrize("mode", ["poseval", "pt21"])
+def test_tied_scores_ranked_in_generic_introsort_order(tmp_path, mode):
+    # numpy's generic introsort insertion-sorts up to 16 elements (stable); reversed, the later
+    # of equal scores ranks first: 0.9-group order frames 2, 1, 0, so the TP is first -> AP 100.
+    # (numpy 2.x's AVX2 sort ranks frames 1, 2, 0 here -> AP 50.)
+    gt, pr = _tied_nose_case(is_labeled=True)
+    result = evaluate(tmp_path, gt, pr, mode=mode)
+    assert result.ap_per_joint[jid("nose")] == 100.0
+    assert result.total == pytest.approx(100.0 / 15, abs=1e-12)
+
+
+def test_mixed_ties_report_the_ap_range_over_tie_orders(tmp_path):
+    # nose: TP first within the 0.9 tie -> AP 100; last (rank 3) -> 1/3 -> 33.33. Every other
+    # joint has no detection (AP 0), so Total ranges over [33.33/15, 100/15].
+    gt, pr = _tied_nose_case(is_labeled=True)
+    result = evaluate(tmp_path, gt, pr)
+    nose = jid("nose")
+    assert result.ties_mixed.tolist() == [j == nose for j in range(15)]
+    assert result.ap_tie_range[nose].tolist() == pytest.approx([100.0 / 3, 100.0], abs=1e-12)
+    assert result.total_tie_range == pytest.approx((100.0 / 45, 100.0 / 15), abs=1e-12)
+    assert result.ap_per_joint[nose] == 100.0  # the headline stays the introsort order's
+    assert (
+        "tied scores mix true and false positives on 1 joint, so the AP depends on the order "
+        "of the ties; AP over all tie orders: nose 33.33-100.00; Total 2.22-6.67 "
+        "(reported: 6.67, ties in numpy's generic introsort order" in result.describe()
+    )
+    ties = result.to_json()["ties"]
+    assert ties["mixed_per_joint"][nose] and sum(ties["mixed_per_joint"]) == 1
+    assert ties["ap_min_per_joint"][nose] == pytest.approx(100.0 / 3, abs=1e-12)
+    assert (ties["total_min"], ties["total_max"]) == pytest.approx((100 / 45, 100 / 15))
+    # the hit scored apart from the tie: ties only among false positives, no range, no note
+    pr["annotations"][2]["scores"][POSETRACK.index("nose")] = 0.95
+    untied = evaluate(tmp_path / "b", gt, pr)
+    assert not untied.ties_mixed.any() and "tied scores" not in untied.describe()
+
+
+def _two_video_tie(tmp_path: Path) -> tuple[Path, Path]:
+    """Video 000001: a nose hit scored 0.5. Video 000002: a false positive scored 0.5 (its GT
+    person has no joints). nGT 1; the file order decides which of the tied detections is first."""
+    hit_gt = pt18([image(0)], [person(0, {"nose": (10, 10, 1)})])
+    hit_pr = pt18([image(0)], [pred(0, {"nose": (10, 10, 0.5)})])
+    miss_images = [{"id": 100, "file_name": "images/val/000002_mpii_test/000000.jpg"}]
+    miss_gt = pt18(miss_images, [person(0, {})])
+    miss_pr = pt18(miss_images, [pred(0, {"nose": (200, 200, 0.5)})])
+    gt_dir = write(tmp_path / "gt", {VIDEO: hit_gt, "000002_mpii_test.json": miss_gt})
+    pred_dir = write(tmp_path / "pred", {VIDEO: hit_pr, "000002_mpii_test.json": miss_pr})
+    return gt_dir, pred_dir
+
+
+def test_gt_files_sorted_by_default_or_in_poseval_glob_order(tmp_path, monkeypatch):
+    # sorted: detections [hit, miss]; reversed insertion order ranks the miss first -> AP 1/2.
+    # A file system listing 000002 first: [miss, hit] -> the hit first -> AP 100.
+    gt_dir, pred_dir = _two_video_tie(tmp_path)
+    assert evaluate_dirs(gt_dir, pred_dir).ap_per_joint[jid("nose")] == 50.0
+    listed = glob.glob
+    monkeypatch.setattr(glob, "glob", lambda pattern: sorted(listed(pattern), reverse=True))
+    assert evaluate_dirs(gt_dir, pred_dir, file_order="glob").ap_per_joint[jid("nose")] == 100.0
+    assert evaluate_dirs(gt_dir, pred_dir, file_order="sorted").ap_per_joint[jid("nose")] == 50.0
+    out = tmp_path / "ap.json"
+    args = ["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(out)]
+    assert pm.main([*args, "--file-order", "glob"]) == 0
+    assert json.loads(out.read_text())["ap_per_joint"][jid("nose")] == 100.0
+    with pytest.raises(ValueError, match=r"file_order: expected one of \('sorted', 'glob'\)"):
+        evaluate_dirs(gt_dir, pred_dir, file_order="name")
+
+
+def test_glob_order_is_the_file_system_listing(tmp_path):
+    gt_dir, _ = _two_video_tie(tmp_path)
+    (gt_dir / ".hidden.json").write_text("{}")
+    listed = [n for n in os.listdir(gt_dir) if n.endswith(".json") and not n.startswith(".")]
+    assert [p.name for p in pm._json_files(gt_dir, "glob")] == listed
+    assert [p.name for p in pm._json_files(gt_dir)] == sorted(listed)
+
+
+def test_folder_named_like_a_json_file_is_skipped(tmp_path, capsys):
+    gt, pr = _simple()
+    gt_dir, pred_dir = write(tmp_path / "gt", {VIDEO: gt}), write(tmp_path / "pred", {VIDEO: pr})
+    (gt_dir / "x.json").mkdir()
+    out = tmp_path / "ap.json"
+    args = ["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(out)]
+    assert pm.main([*args, "--allow-missing"]) == 0
+    data = json.loads(out.read_text())
+    assert data["counts"]["videos"] == 1 and data["counts"]["videos_without_predictions"] == 0
+    assert data["ap_per_joint"][jid("nose")] == 100.0
+    assert evaluate_dirs(gt_dir, pred_dir).counts.videos == 1
+
+
+def test_json_output_folder_is_created_or_the_path_refused_before_evaluating(tmp_path, capsys):
+    gt, pr = _simple()
+    gt_dir, pred_dir = write(tmp_path / "gt", {VIDEO: gt}), write(tmp_path / "pred", {VIDEO: pr})
+    out = tmp_path / "new" / "deeper" / "ap.json"
+    assert pm.main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["ap_per_joint"][jid("nose")] == 100.0
+    capsys.readouterr()
+    (tmp_path / "a_file").write_text("")
+    bad = tmp_path / "a_file" / "ap.json"
+    assert pm.main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused before evaluating, nothing printed
+    assert f"cannot create the folder {bad.parent} of the output file {bad}" in captured.err
 
 
 # --- benchmark -------------------------------------------------------------------------------

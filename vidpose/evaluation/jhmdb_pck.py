@@ -45,7 +45,10 @@ Command line::
     python -m vidpose.evaluation.jhmdb_pck --split-inputs S1.json S2.json S3.json --json OUT.json
 
 ``IN.json`` is ``{"videos": [{"name", "gt": (F,15,2), "pred": (F,15,2), "bbox": (F,4),
-"visible": (F,15) optional}]}`` as nested lists (``save_input_json`` writes it).
+"visible": (F,15) optional}]}`` as nested lists (``save_input_json`` writes it). Arrays hold
+numbers only: a string (even ``"12.5"``) or a boolean in ``gt``/``pred``/``bbox`` is an error
+naming the file, the video and the field (``visible`` may hold booleans); errors in reading the
+file name the file. The folder of ``--json`` is created before evaluating.
 """
 
 from __future__ import annotations
@@ -56,10 +59,12 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from vidpose.data.keypoints import JHMDB
+from vidpose.evaluation.output import prepare_output_file, write_json_file
 
 __all__ = [
     "AVG_7_GROUPS_KEY",
@@ -393,15 +398,51 @@ def _checked_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:
     return values
 
 
-def _array_field(video: Mapping, name: str, field: str, shape_tail: tuple[int, ...]) -> np.ndarray:
+class _VideoArrays(NamedTuple):
+    """One video's checked float64 arrays."""
+
+    name: str
+    gt: np.ndarray
+    pred: np.ndarray
+    bbox: np.ndarray
+    visible: np.ndarray | None
+
+
+def _is_number_type(kind: type, allow_bool: bool) -> bool:
+    """Whether values of this Python type are numbers (booleans only where allowed)."""
+    if issubclass(kind, (bool, np.bool_)):
+        return allow_bool
+    return issubclass(kind, (int, float, np.integer, np.floating))
+
+
+def _numeric_values(value: object, where: str, allow_bool: bool) -> np.ndarray:
+    """float64 array of a numeric array or nested lists of numbers; strings are rejected.
+
+    numpy would silently read ``"12.5"`` as 12.5 and ``True`` as 1.0.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iuf" or (allow_bool and value.dtype.kind == "b"):
+            return value.astype(np.float64)
+        raise ValueError(f"{where} is not a numeric array (dtype {value.dtype})")
     try:
-        array = np.asarray(video[field], dtype=np.float64)
-    except KeyError:
-        raise ValueError(f"video {name!r}: missing field {field!r}") from None
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"video {name!r}: field {field!r} is not a numeric array ({error})"
-        ) from None
+        items = np.asarray(value, dtype=object)
+    except ValueError as error:
+        raise ValueError(f"{where} is not a numeric array ({error})") from None
+    flat = items.reshape(-1)
+    if all(_is_number_type(kind, allow_bool) for kind in set(map(type, flat))):
+        return items.astype(np.float64)
+    at = next(i for i, v in enumerate(flat) if not _is_number_type(type(v), allow_bool))
+    index = [int(i) for i in np.unravel_index(at, items.shape)] if items.ndim else []
+    expected = "numbers or booleans" if allow_bool else "numbers (not strings or booleans)"
+    raise ValueError(f"{where} has {flat[at]!r} at {index}; expected {expected}")
+
+
+def _array_field(
+    video: Mapping, name: str, field: str, shape_tail: tuple[int, ...], allow_bool: bool = False
+) -> np.ndarray:
+    if field not in video:
+        raise ValueError(f"video {name!r}: missing field {field!r}")
+    array = _numeric_values(video[field], f"video {name!r}: field {field!r}", allow_bool)
     if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
         expected = "(F, " + ", ".join(str(d) for d in shape_tail) + ")"
         raise ValueError(
@@ -415,13 +456,8 @@ def _array_field(video: Mapping, name: str, field: str, shape_tail: tuple[int, .
     return array
 
 
-def _video_hits(
-    video: Mapping,
-    position: int,
-    thresholds: tuple[float, ...],
-    window: SlidingWindows | None,
-    mask_invisible: bool,
-) -> VideoHits:
+def _checked_video(video: Mapping, position: int) -> _VideoArrays:
+    """The arrays of one video after every check that does not depend on the options."""
     if not isinstance(video, Mapping):
         raise TypeError(
             f"video #{position}: expected a mapping with name, gt, pred, bbox; got {type(video).__name__}"
@@ -432,9 +468,7 @@ def _video_hits(
     bbox = _array_field(video, name, "bbox", (4,))
     visible = None
     if video.get("visible") is not None:
-        visible = _array_field(video, name, "visible", (NUM_JOINTS,))
-    elif mask_invisible:
-        raise ValueError(f"video {name!r}: mask_invisible needs a 'visible' (F, 15) field")
+        visible = _array_field(video, name, "visible", (NUM_JOINTS,), allow_bool=True)
 
     num_frames = gt.shape[0]
     if num_frames == 0:
@@ -453,7 +487,20 @@ def _video_hits(
             f"video {name!r}: field 'bbox' at frame {frame} has x2 < x1 or y2 < y1 after truncation "
             f"({corners[frame].tolist()}): negative box size"
         )
+    return _VideoArrays(name, gt, pred, bbox, visible)
 
+
+def _video_hits(
+    video: Mapping,
+    position: int,
+    thresholds: tuple[float, ...],
+    window: SlidingWindows | None,
+    mask_invisible: bool,
+) -> VideoHits:
+    name, gt, pred, bbox, visible = _checked_video(video, position)
+    if mask_invisible and visible is None:
+        raise ValueError(f"video {name!r}: mask_invisible needs a 'visible' (F, 15) field")
+    num_frames = gt.shape[0]
     padded = 0
     if window is not None:
         keep, padded = window.frame_plan(num_frames)
@@ -488,15 +535,25 @@ def _mean_over_videos(counted: list[VideoHits], threshold: float) -> np.ndarray:
 
 
 def load_input_json(path: str | Path) -> list[dict]:
-    """Videos of an ``IN.json`` file ``{"videos": [{name, gt, pred, bbox, visible?}]}`` (arrays as lists)."""
+    """Videos of an ``IN.json`` file ``{"videos": [{name, gt, pred, bbox, visible?}]}`` (arrays as lists).
+
+    Every video is checked here, so errors name the file as well as the video and field.
+    """
     path = Path(path)
-    with path.open() as handle:
-        data = json.load(handle)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON (truncated or corrupt?): {error}") from None
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
         raise ValueError(f"{path}: expected an object with a 'videos' list")
     for i, video in enumerate(data["videos"]):
         if not isinstance(video, dict):
             raise ValueError(f"{path}: videos[{i}] must be an object with name, gt, pred, bbox")
+        try:
+            _checked_video(video, i)
+        except ValueError as error:
+            raise ValueError(f"{path}: videos[{i}]: {error}") from None
     return data["videos"]
 
 
@@ -529,7 +586,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("SPLIT1", "SPLIT2", "SPLIT3"),
         help="one IN.json per split; reports every split and the three-split average",
     )
-    parser.add_argument("--json", type=Path, help="write the results to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, help="write the results to this JSON file (its folder is created)"
+    )
     parser.add_argument("--frames", choices=("all", "windows"), default="all")
     parser.add_argument("--window-n", type=int, help="refiner N (frames between key frames)")
     parser.add_argument("--window-q", type=int, help="refiner Q (window size W = N*Q + 1)")
@@ -562,6 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.window_n is not None or args.window_q is not None:
         parser.error("--window-n/--window-q are only used with --frames windows")
     try:
+        out_json = prepare_output_file(args.json) if args.json is not None else None
         if args.frames == "windows":
             window = SlidingWindows(n=args.window_n, q=args.window_q, step=args.window_step)
         options = {
@@ -579,9 +639,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.format_table())
-    if args.json is not None:
-        with args.json.open("w") as handle:
-            json.dump(result.to_json(), handle, indent=1)
+    if out_json is not None:
+        try:
+            write_json_file(out_json, result.to_json(), indent=1)
+        except OSError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

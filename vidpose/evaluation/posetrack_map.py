@@ -5,47 +5,69 @@ Reads a GT directory and a prediction directory of per-video JSON files (PoseTra
 computes poseval's per-joint AP, its 7 summary columns and Total, following
 ``specs/posetrack_map.md``:
 
-- GT files are visited sorted by name (poseval uses the file system's unsorted ``glob`` order,
-  which matters only for tied scores across videos); frames are paired by position.
+- GT files are visited sorted by name by default. poseval visits them in ``glob.glob`` order,
+  which is the order the file system lists the folder in (unsorted, and different between file
+  systems and copies of a folder); ``file_order="glob"`` (``--file-order glob``) uses that order.
+  The order matters only for tied scores across videos. Frames are paired by position.
 - A frame is evaluated iff its GT frame has at least one person entry (``is_labeled`` unused).
 - PT18 triplets are absent only when ``x == y == v == 0``; missing scores rank as -9999.
 - Ignore regions (GT frame only) delete points strictly inside, from GT and predictions.
 - Matching is poseval's two arg-max steps (not greedy, not Hungarian), head size 0.6 x the
   head-box diagonal, threshold ``d <= 0.5`` inclusive.
-- Each joint's detections are ranked with numpy's default ``argsort`` reversed (no tie
-  grouping) and scored with VOC all-points AP; Total is the mean of the non-NaN joint APs.
+- Each joint's detections are ranked like poseval's ``argsort`` reversed (no tie grouping) and
+  scored with VOC all-points AP; Total is the mean of the non-NaN joint APs. Tied scores are
+  ordered as numpy's generic introsort orders them (numpy < 1.25, which poseval's and the
+  PoseTrack21 kit's published numbers ran with) on every machine, not as the running numpy does
+  (newer numpy sorts with SIMD code on AVX2/AVX-512 CPUs and orders ties differently); see
+  :mod:`vidpose.evaluation.tie_order`. Where tied scores mix true and false positives the
+  result also gives the lowest and highest AP any order of the ties yields (per joint and
+  Total) and its description says so.
 
 ``mode="pt21"`` applies the differences of the PoseTrack21 kit instead (see :data:`MODES`).
 
 Beyond poseval (which would crash or silently misalign), malformed files raise
-:class:`PoseTrackFormatError` naming the file and field; PT18 image ids must agree between GT
-and predictions. Predicted track ids are not read (the AP does not use them), so duplicates
-within a frame are accepted, as in DCPose's copy of poseval (the official one rejects them).
+:class:`PoseTrackFormatError` naming the file and field (a boolean where a number belongs is
+malformed); PT18 image ids must agree between GT and predictions, and where either file is
+PoseTrack17 the frame numbers of the image names (``image[0].name``, ``file_name``) must agree
+wherever both files name a frame. Predicted track ids are not read (the AP does not use them),
+so duplicates within a frame are accepted, as in DCPose's copy of poseval (the official one
+rejects them). A GT head box of zero size (compared with predictions on its frame) keeps
+poseval's number, where no prediction can match that person, and warns with
+:class:`ZeroHeadBoxWarning`: real annotations may contain such boxes, and refusing them would
+make the official set unscorable. A missing head box remains an error (poseval crashes).
 
 Command line: ``python -m vidpose.evaluation.posetrack_map --gt GT_DIR --pred PRED_DIR
-[--json OUT.json] [--mode poseval|pt21] [--allow-missing]``.
+[--json OUT.json] [--mode poseval|pt21] [--file-order sorted|glob] [--allow-missing]``; the
+folder of ``--json`` is created before evaluating. Entries of the GT directory that are not
+files (e.g. a folder named ``x.json``) are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vidpose.data.keypoints import POSETRACK, POSETRACK_TO_POSEVAL, POSEVAL
+from vidpose.evaluation.output import prepare_output_file, write_json_file
+from vidpose.evaluation.tie_order import introsort_argsort
 
 __all__ = [
     "COLUMNS",
     "DIST_THRESHOLD",
+    "FILE_ORDERS",
     "MIN_SCORE",
     "MODES",
     "OUTPUT_JOINT_NAMES",
@@ -54,6 +76,7 @@ __all__ = [
     "PoseTrackFormatError",
     "PoseTrackResult",
     "VideoAnnotations",
+    "ZeroHeadBoxWarning",
     "evaluate_dirs",
     "evaluate_videos",
     "format_table",
@@ -68,6 +91,9 @@ __all__ = [
 # (category names not read), scores from `scores` or -9999 when the key is missing, recall
 # denominator max(nGT, 1) (so AP 0 instead of NaN), PT18-format files only.
 MODES = ("poseval", "pt21")
+# GT file orders: sorted by name (default, reproducible) or poseval's glob.glob order
+FILE_ORDERS = ("sorted", "glob")
+TIE_ORDER = "ties in numpy's generic introsort order, as numpy < 1.25 ranks them"
 MIN_SCORE = -9999.0
 DIST_THRESHOLD = 0.5
 HEAD_SIZE_FACTOR = 0.6
@@ -100,6 +126,10 @@ class PoseTrackFormatError(ValueError):
     """A GT or prediction file that cannot be evaluated; the message names the file and field."""
 
 
+class ZeroHeadBoxWarning(UserWarning):
+    """GT people with a zero-size head box on frames with predictions: nothing can match them."""
+
+
 @dataclass
 class PeopleArrays:
     """One file's people in poseval's 15-joint order, by frame (file order within a frame)."""
@@ -126,6 +156,8 @@ class VideoAnnotations:
     people: PeopleArrays
     # GT only: frame -> its ignore regions, each a (V, 2) polygon
     ignore_regions: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    # (F,) the frame's image path (PT18 file_name, PT17 image[0].name); None where absent
+    image_names: list[str | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,6 +173,8 @@ class AnnotationCounts:
     labeled_frames_skipped: int  # flagged is_labeled but not evaluated (poseval: no GT person)
     unlabeled_frames_evaluated: int  # flagged not labeled but evaluated (poseval: GT people)
     gt_people: int  # GT person entries on evaluated frames
+    # GT people with joints whose head box has size 0, on frames with predictions (never matched)
+    gt_people_zero_head_box: int
     gt_joints: int  # GT joints counted (sum of nGT over the 15 joints), after ignore regions
     gt_joints_ignored: int  # GT joints removed by ignore regions
     pred_people: int  # predicted person entries on evaluated frames
@@ -161,6 +195,10 @@ class PoseTrackResult:
     recall_total: float
     columns: dict[str, float]  # Head, Shou, Elb, Wri, Hip, Knee, Ankl, Total
     counts: AnnotationCounts
+    ties_mixed: np.ndarray  # (15,) bool: some tied score is shared by a true and a false positive
+    # (15, 2) lowest and highest AP over all orders of tied scores (both the AP where not mixed)
+    ap_tie_range: np.ndarray
+    total_tie_range: tuple[float, float]  # the same for Total
     joint_names: tuple[str, ...] = OUTPUT_JOINT_NAMES
 
     @property
@@ -190,6 +228,14 @@ class PoseTrackResult:
             "columns": {k: _json_float(v) for k, v in self.columns.items()},
             "n_frames_evaluated": self.n_frames_evaluated,
             "counts": asdict(self.counts),
+            "ties": {
+                "order": TIE_ORDER,
+                "mixed_per_joint": self.ties_mixed.tolist(),
+                "ap_min_per_joint": _json_floats(self.ap_tie_range[:, 0]),
+                "ap_max_per_joint": _json_floats(self.ap_tie_range[:, 1]),
+                "total_min": _json_float(self.total_tie_range[0]),
+                "total_max": _json_float(self.total_tie_range[1]),
+            },
         }
 
     def describe(self) -> str:
@@ -205,16 +251,39 @@ class PoseTrackResult:
             if c.prediction_files_unused
             else ""
         )
-        return (
+        zero_boxes = (
+            f" ({c.gt_people_zero_head_box} with a zero-size head box, never matched)"
+            if c.gt_people_zero_head_box
+            else ""
+        )
+        text = (
             f"annotation set: {c.videos} videos{missing}, "
             f"{c.frames_evaluated} of {c.frames} frames evaluated "
             f"({c.labeled_frames_skipped} flagged labeled but skipped, "
             f"{c.unlabeled_frames_evaluated} unflagged but evaluated), "
-            f"{c.gt_people} GT people, {c.gt_joints} GT joints "
+            f"{c.gt_people} GT people{zero_boxes}, {c.gt_joints} GT joints "
             f"({c.gt_joints_ignored} in ignore regions); "
             f"{c.pred_people} predicted people evaluated "
             f"({c.pred_people_skipped} on skipped frames), "
             f"{c.pred_joints} predicted joints ({c.pred_joints_ignored} in ignore regions){unused}"
+        )
+        note = self.tie_note()
+        return f"{text}. {note}" if note else text
+
+    def tie_note(self) -> str:
+        """A sentence on tied scores that mix true and false positives; empty when none do."""
+        if not self.ties_mixed.any():
+            return ""
+        joints = ", ".join(
+            f"{self.joint_names[j]} {self.ap_tie_range[j, 0]:.2f}-{self.ap_tie_range[j, 1]:.2f}"
+            for j in np.flatnonzero(self.ties_mixed)
+        )
+        low, high = self.total_tie_range
+        n = int(self.ties_mixed.sum())
+        return (
+            f"tied scores mix true and false positives on {n} joint{'s' if n > 1 else ''}, "
+            f"so the AP depends on the order of the ties; AP over all tie orders: {joints}; "
+            f"Total {low:.2f}-{high:.2f} (reported: {self.total:.2f}, {TIE_ORDER})"
         )
 
 
@@ -288,7 +357,7 @@ def _one_number(value: Any, where: str) -> float:
 def _numbers(rows: list, where: list[str], width: int) -> np.ndarray:
     """(N, width) float64 from N equal-length lists of finite numbers; errors name the bad row."""
     arr = np.asarray(rows) if rows else np.zeros((0, width))
-    if arr.dtype.kind not in "iuf" or arr.ndim != 2:
+    if arr.dtype.kind not in "iuf" or arr.ndim != 2 or _holds_bool(rows):
         for i, row in enumerate(rows):
             for k, value in enumerate(row):
                 if not _is_number(value):
@@ -300,6 +369,11 @@ def _numbers(rows: list, where: list[str], width: int) -> np.ndarray:
         i, k = np.argwhere(bad)[0]
         raise PoseTrackFormatError(f"{where[i]}[{k}]: expected a finite number, got {rows[i][k]!r}")
     return arr
+
+
+def _holds_bool(rows: list) -> bool:
+    """Whether any value of the lists ``rows`` is a JSON boolean (numpy would read it as 0/1)."""
+    return bool in set(map(type, chain.from_iterable(rows)))
 
 
 def _head_size(boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -391,7 +465,7 @@ def _parse_pt18(data: dict, path: Path, role: str, mode: str) -> VideoAnnotation
         raise PoseTrackFormatError(f"{path}: images is empty; a video needs at least one frame")
 
     frame_of_id: dict[Any, int] = {}
-    image_ids, is_labeled, file_names = [], [], []
+    image_ids, is_labeled, file_names, image_names = [], [], [], []
     ignore_regions: dict[int, list[np.ndarray]] = {}
     for f, image in enumerate(images):
         where = f"{path}: images[{f}]"
@@ -415,6 +489,7 @@ def _parse_pt18(data: dict, path: Path, role: str, mode: str) -> VideoAnnotation
             if not isinstance(name, str):
                 raise PoseTrackFormatError(f"{where}.file_name: expected a string, got {name!r}")
             file_names.append(name)
+        image_names.append(name)
         if role == "gt":
             has_x, has_y = "ignore_regions_x" in image, "ignore_regions_y" in image
             if has_x != has_y:
@@ -508,6 +583,7 @@ def _parse_pt18(data: dict, path: Path, role: str, mode: str) -> VideoAnnotation
         person_entries=np.bincount(people.frame, minlength=len(images)).astype(np.int64),
         people=_sorted_by_frame(people),
         ignore_regions=ignore_regions,
+        image_names=image_names,
     )
 
 
@@ -552,7 +628,7 @@ def _parse_pt17(data: dict, path: Path, role: str) -> VideoAnnotations:
     if not annolist:
         raise PoseTrackFormatError(f"{path}: annolist is empty; a video needs at least one frame")
     frames, xy, present, score, boxes, usable = [], [], [], [], [], []
-    entries, is_labeled = [], []
+    entries, is_labeled, image_names = [], [], []
     ignore_regions: dict[int, list[np.ndarray]] = {}
     for f, entry in enumerate(annolist):
         where = f"{path}: annolist[{f}]"
@@ -562,6 +638,7 @@ def _parse_pt17(data: dict, path: Path, role: str) -> VideoAnnotations:
         if isinstance(labeled, list) and len(labeled) == 1:
             labeled = labeled[0]
         is_labeled.append(None if labeled is None else bool(labeled))
+        image_names.append(_pt17_image_name(entry, where))
         if role == "gt" and entry.get("ignore_regions"):
             ignore_regions[f] = _pt17_regions(entry["ignore_regions"], where)
         for r, rect in enumerate(rects):
@@ -608,7 +685,25 @@ def _parse_pt17(data: dict, path: Path, role: str) -> VideoAnnotations:
         person_entries=np.asarray(entries, dtype=np.int64),
         people=people,
         ignore_regions=ignore_regions,
+        image_names=image_names,
     )
+
+
+def _pt17_image_name(entry: dict, where: str) -> str | None:
+    """The frame's ``image[0].name`` (``image`` may also be a plain object); None without one."""
+    image = entry.get("image")
+    if isinstance(image, list) and len(image) == 1:
+        image = image[0]
+    if image is None:
+        return None
+    name = image.get("name") if isinstance(image, dict) else None
+    if isinstance(name, list) and len(name) == 1:
+        name = name[0]
+    if not isinstance(name, str):
+        raise PoseTrackFormatError(
+            f"{where}.image: expected [{{'name': <image path>}}], got {image!r}"
+        )
+    return name
 
 
 def _pt17_points(rect: Any, where: str) -> list | None:
@@ -823,11 +918,48 @@ def _joint_ap(
     scores: np.ndarray, labels: np.ndarray, n_gt: int, mode: str
 ) -> tuple[float, float, float]:
     """(AP, final precision, final recall) x 100 of one joint's detections, VOC all-points."""
+    return _joint_ap_and_tie_range(scores, labels, n_gt, mode)[:3]
+
+
+def _joint_ap_and_tie_range(
+    scores: np.ndarray, labels: np.ndarray, n_gt: int, mode: str
+) -> tuple[float, float, float, tuple[float, float] | None]:
+    """:func:`_joint_ap` and the (lowest, highest) AP over all orders of tied scores; the range
+    is None unless some tie mixes true and false positives."""
     if len(scores) == 0:
-        return 0.0, 0.0, 0.0
-    # numpy's default (unstable) sort, reversed: poseval's order of tied scores
-    order = np.argsort(scores)[::-1]
-    tp = np.cumsum(labels[order].astype(np.int64))
+        return 0.0, 0.0, 0.0, None
+    # poseval's argsort reversed, with ties in the order of the numpy its numbers were made with
+    ranking = introsort_argsort(scores)[::-1]
+    ranked_labels = labels[ranking]
+    ap = _ranked_ap(ranked_labels, n_gt, mode)
+    return (*ap, _tie_ap_range(scores[ranking], ranked_labels, n_gt, mode))
+
+
+def _tie_ap_range(
+    ranked_scores: np.ndarray, ranked_labels: np.ndarray, n_gt: int, mode: str
+) -> tuple[float, float] | None:
+    """(lowest, highest) AP over the orders of each run of equal ``ranked_scores``; None unless
+    a run mixes true and false positives.
+
+    AP only grows when a true positive moves up, so false positives first within every run gives
+    the lowest AP and true positives first the highest.
+    """
+    n = len(ranked_scores)
+    starts = np.flatnonzero(np.concatenate(([True], ranked_scores[1:] != ranked_scores[:-1])))
+    run_length = np.diff(np.append(starts, n))
+    run_tp = np.add.reduceat(ranked_labels.astype(np.int64), starts)
+    if not ((run_tp > 0) & (run_tp < run_length)).any():
+        return None
+    run = np.repeat(np.arange(len(starts)), run_length)
+    position = np.arange(n) - starts[run]  # within the run
+    fp_first = position >= (run_length - run_tp)[run]
+    tp_first = position < run_tp[run]
+    return _ranked_ap(fp_first, n_gt, mode)[0], _ranked_ap(tp_first, n_gt, mode)[0]
+
+
+def _ranked_ap(labels: np.ndarray, n_gt: int, mode: str) -> tuple[float, float, float]:
+    """(AP, final precision, final recall) x 100 of the labels of a ranking, best first."""
+    tp = np.cumsum(labels.astype(np.int64))
     denominator = float(n_gt) if mode == "poseval" else float(max(n_gt, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = tp / denominator
@@ -865,14 +997,47 @@ def _check_pair(gt: VideoAnnotations, pred: VideoAnnotations) -> None:
             f"{pred.path}: {pred.n_frames} prediction frames but the GT file {gt.path} has "
             f"{gt.n_frames}; frames are paired by position"
         )
-    if gt.image_ids is not None and pred.image_ids is not None and gt.image_ids != pred.image_ids:
-        f = next(i for i, (a, b) in enumerate(zip(gt.image_ids, pred.image_ids)) if a != b)
+    if gt.image_ids is not None and pred.image_ids is not None:
+        if gt.image_ids != pred.image_ids:
+            f = next(i for i, (a, b) in enumerate(zip(gt.image_ids, pred.image_ids)) if a != b)
+            raise PoseTrackFormatError(
+                f"{pred.path}: images[{f}].id is {pred.image_ids[f]!r} but the GT file {gt.path} "
+                f"has {gt.image_ids[f]!r} there; frames are paired by position, so the "
+                "prediction images must list the GT images in GT order "
+                "(poseval would silently compare the wrong frames)"
+            )
+    else:
+        _check_frame_names(gt, pred)
+
+
+def _check_frame_names(gt: VideoAnnotations, pred: VideoAnnotations) -> None:
+    """Without image ids on both sides (PT17), frames named in both files must be the same."""
+    for f, (gt_name, pred_name) in enumerate(zip(gt.image_names, pred.image_names)):
+        if gt_name is None or pred_name is None or _frame_key(gt_name) == _frame_key(pred_name):
+            continue
         raise PoseTrackFormatError(
-            f"{pred.path}: images[{f}].id is {pred.image_ids[f]!r} but the GT file {gt.path} "
-            f"has {gt.image_ids[f]!r} there; frames are paired by position, so the prediction "
-            "images must list the GT images in GT order "
-            "(poseval would silently compare the wrong frames)"
+            f"{pred.path}: {_image_name_field(pred, f)} is {pred_name!r} but the GT file "
+            f"{gt.path} has {gt_name!r} ({_image_name_field(gt, f)}) there; frames are paired "
+            "by position, so the prediction frames must follow the GT frames in GT order with "
+            "the same frame numbers (poseval would silently compare the wrong frames)"
         )
+
+
+def _frame_key(image_name: str) -> int | str:
+    """A frame's identity in an image path: the number of its base name, else the base name.
+
+    Folders differ legitimately (DCPose writes shorter paths than the GT), so they are ignored.
+    """
+    base = os.path.basename(image_name)
+    stem = os.path.splitext(base)[0]
+    return int(stem) if stem.isascii() and stem.isdigit() else base
+
+
+def _image_name_field(video: VideoAnnotations, frame: int) -> str:
+    """Where a frame's image path is in the file, e.g. ``annolist[3].image[0].name``."""
+    if video.file_format == "pt17":
+        return f"annolist[{frame}].image[0].name"
+    return f"images[{frame}].file_name"
 
 
 def _empty_people() -> PeopleArrays:
@@ -969,13 +1134,17 @@ def evaluate_videos(
 
     gt_all, pr_all = _concat(gt_parts), _concat(pr_parts)
     labels = _label_all(gt_all, pr_all, n_frames, where)
+    zero_head_boxes = _warn_zero_head_boxes(gt_all, _compared_gt_people(gt_all, pr_all), where)
     ap, precision, recall = np.zeros(NUM_JOINTS), np.zeros(NUM_JOINTS), np.zeros(NUM_JOINTS)
+    ties_mixed, ap_tie_range = np.zeros(NUM_JOINTS, dtype=bool), np.zeros((NUM_JOINTS, 2))
     n_gt = gt_all.present.sum(axis=0)
     for j in range(NUM_JOINTS):
         has = pr_all.present[:, j]
-        ap[j], precision[j], recall[j] = _joint_ap(
+        ap[j], precision[j], recall[j], tie_range = _joint_ap_and_tie_range(
             pr_all.score[has, j], labels[has, j], int(n_gt[j]), mode
         )
+        ties_mixed[j] = tie_range is not None
+        ap_tie_range[j] = tie_range if tie_range is not None else (ap[j], ap[j])
     order = _PT21_JOINT_ORDER if mode == "pt21" else np.arange(NUM_JOINTS)
     columns = {name: float(ap[list(ids)].mean()) for name, ids in _COLUMN_JOINTS.items()}
     columns["Total"] = _mean_without_nan(ap[order])
@@ -988,6 +1157,7 @@ def evaluate_videos(
         labeled_frames_skipped=labeled_skipped,
         unlabeled_frames_evaluated=unlabeled_eval,
         gt_people=gt_entries,
+        gt_people_zero_head_box=zero_head_boxes,
         gt_joints=int(n_gt.sum()),
         gt_joints_ignored=gt_ignored,
         pred_people=pr_entries,
@@ -1004,6 +1174,12 @@ def evaluate_videos(
         recall_total=_mean_without_nan(recall[order]),
         columns=columns,
         counts=counts,
+        ties_mixed=ties_mixed,
+        ap_tie_range=ap_tie_range,
+        total_tie_range=(
+            _mean_without_nan(ap_tie_range[order, 0]),
+            _mean_without_nan(ap_tie_range[order, 1]),
+        ),
     )
 
 
@@ -1013,7 +1189,7 @@ def _label_all(gt: PeopleArrays, pr: PeopleArrays, n_frames: int, where: list) -
     gt_starts = np.searchsorted(gt.frame, np.arange(n_frames + 1))
     gt_count = np.diff(gt_starts)[pr.frame]
     rows = np.flatnonzero((gt_count > 0) & pr.present.any(axis=1))
-    _check_head_boxes(gt, pr, rows, gt_starts, where)
+    _check_head_boxes(gt, _compared_gt_people(gt, pr), where)
     # chunks of whole frames (a GT picks among all predictions of its frame) bound the memory
     frames, pairs_end = pr.frame[rows], np.cumsum(gt_count[rows])
     start = 0
@@ -1027,42 +1203,85 @@ def _label_all(gt: PeopleArrays, pr: PeopleArrays, n_frames: int, where: list) -
     return labels
 
 
-def _check_head_boxes(
-    gt: PeopleArrays, pr: PeopleArrays, rows: np.ndarray, gt_starts: np.ndarray, where: list
-) -> None:
-    """GT people with joints on frames with predicted joints need a head box (PCKh reference)."""
-    frames = np.unique(pr.frame[rows])
-    need = np.isin(gt.frame, frames) & gt.present.any(axis=1) & np.isnan(gt.head_size)
-    if need.any():
-        row = int(np.flatnonzero(need)[0])
-        video, frame = where[gt.frame[row]]
-        image = f" (image {video.image_ids[frame]!r})" if video.image_ids is not None else ""
+def _compared_gt_people(gt: PeopleArrays, pr: PeopleArrays) -> np.ndarray:
+    """(Ng,) bool: GT people with joints on frames with predicted joints (head box used)."""
+    frames = np.unique(pr.frame[pr.present.any(axis=1)])
+    return np.isin(gt.frame, frames) & gt.present.any(axis=1)
+
+
+def _check_head_boxes(gt: PeopleArrays, compared: np.ndarray, where: list) -> None:
+    """Compared GT people need a head box (the PCKh reference); poseval crashes without one."""
+    missing = compared & np.isnan(gt.head_size)
+    if missing.any():
         raise PoseTrackFormatError(
-            f"{video.path}: frame {frame}{image}: GT person {row - int(gt_starts[gt.frame[row]])} "
+            f"{_gt_person_location(gt, int(np.flatnonzero(missing)[0]), where)} "
             "of the evaluated people has joints but no head box (bbox_head in PoseTrack18, "
             "x1/y1/x2/y2 in PoseTrack17), which the PCKh matching needs"
         )
 
 
-def _json_files(directory: Path) -> list[Path]:
-    # glob's '*.json' skips dot-files, as poseval's glob.glob does
-    return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
+def _warn_zero_head_boxes(gt: PeopleArrays, compared: np.ndarray, where: list) -> int:
+    """Warn about compared GT people whose head box has size 0; their number.
+
+    poseval divides by that size: every distance becomes inf (or NaN), so no prediction matches
+    the person and its joints are misses. That number is kept, loudly.
+    """
+    zero = compared & (gt.head_size == 0)
+    if zero.any():
+        warnings.warn(
+            f"{int(zero.sum())} GT people with joints have a head box of zero size, first "
+            f"{_gt_person_location(gt, int(np.flatnonzero(zero)[0]), where)} "
+            "(bbox_head w = h = 0 in PoseTrack18, x1 = x2 and y1 = y2 in PoseTrack17); PCKh "
+            "divides by the head size, so no prediction can match them and their joints count "
+            "as misses (poseval's number, kept)",
+            ZeroHeadBoxWarning,
+            stacklevel=2,
+        )
+    return int(zero.sum())
+
+
+def _gt_person_location(gt: PeopleArrays, row: int, where: list) -> str:
+    """'FILE: frame F (image ID): GT person K' of a row of the pooled GT people (frame-sorted)."""
+    video, frame = where[gt.frame[row]]
+    image = f" (image {video.image_ids[frame]!r})" if video.image_ids is not None else ""
+    person = row - int(np.searchsorted(gt.frame, gt.frame[row]))
+    return f"{video.path}: frame {frame}{image}: GT person {person}"
+
+
+def _json_files(directory: Path, file_order: str = "sorted") -> list[Path]:
+    """The ``*.json`` files of ``directory``, sorted by name or in ``glob.glob`` order.
+
+    glob.glob is poseval's call: it skips dot-files and lists in the file system's order.
+    Entries that are not files (a folder named ``x.json``) are skipped.
+    """
+    pattern = os.path.join(glob.escape(str(directory)), "*.json")
+    files = [Path(p) for p in glob.glob(pattern) if os.path.isfile(p)]
+    return files if file_order == "glob" else sorted(files)
 
 
 def evaluate_dirs(
-    gt_dir: str | Path, pred_dir: str | Path, mode: str = "poseval", require_all: bool = True
+    gt_dir: str | Path,
+    pred_dir: str | Path,
+    mode: str = "poseval",
+    require_all: bool = True,
+    file_order: str = "sorted",
 ) -> PoseTrackResult:
     """AP of a prediction directory against a GT directory (one ``*.json`` per video, same names).
 
-    GT files are taken sorted by name. With ``require_all`` a GT file without a prediction file is
-    an error; otherwise it counts as a video without predictions (reported in the counts).
+    GT files are taken sorted by name (``file_order="sorted"``) or in poseval's ``glob.glob``
+    order (``"glob"``: the order the file system lists the folder in, not reproducible across
+    file systems or copies); the order changes the AP only where scores tie across videos. With
+    ``require_all`` a GT file without a prediction file is an error; otherwise it counts as a
+    video without predictions (reported in the counts).
     """
     _check_mode(mode)
+    if file_order not in FILE_ORDERS:
+        raise ValueError(f"file_order: expected one of {FILE_ORDERS}, got {file_order!r}")
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     for name, directory in (("GT", gt_dir), ("prediction", pred_dir)):
         if not directory.is_dir():
             raise FileNotFoundError(f"{name} directory {directory} does not exist")
-    gt_files = _json_files(gt_dir)
+    gt_files = _json_files(gt_dir, file_order)
     if not gt_files:
         raise FileNotFoundError(f"GT directory {gt_dir} holds no *.json files")
     missing = [p.name for p in gt_files if not (pred_dir / p.name).is_file()]
@@ -1099,7 +1318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pred", required=True, help="directory of prediction files with the GT files' names"
     )
     parser.add_argument(
-        "--json", default=None, help="also write the result to this JSON file (NaN as null)"
+        "--json",
+        default=None,
+        help="also write the result to this JSON file (NaN as null); its folder is created",
     )
     parser.add_argument(
         "--mode",
@@ -1112,20 +1333,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="count GT videos without a prediction file as having no predictions",
     )
+    parser.add_argument(
+        "--file-order",
+        choices=FILE_ORDERS,
+        default="sorted",
+        help="order of the GT files, which decides tied scores across videos: sorted by name "
+        "(default) or poseval's glob order (the file system's listing order, not reproducible)",
+    )
     args = parser.parse_args(argv)
     try:
+        out_json = prepare_output_file(args.json) if args.json else None
         result = evaluate_dirs(
-            args.gt, args.pred, mode=args.mode, require_all=not args.allow_missing
+            args.gt,
+            args.pred,
+            mode=args.mode,
+            require_all=not args.allow_missing,
+            file_order=args.file_order,
         )
-    except (PoseTrackFormatError, FileNotFoundError) as err:
+    except (PoseTrackFormatError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"Average Precision (AP) metric, mode {result.mode}:")
     print(result.table())
     print(result.describe())
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result.to_json(), fh, indent=2)
+    if out_json is not None:
+        try:
+            write_json_file(out_json, result.to_json(), indent=2)
+        except OSError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 0
 
 
