@@ -1,7 +1,7 @@
 """Convert an official / mmpose pose checkpoint into vidpose's backbone (+head) layout.
 
     python tools/convert_checkpoint.py IN.pth OUT.pth [--layout auto|vitpose|hrnet|<layout>]
-        [--arch vit_b --input-hw 256 192] [--allow-numpy-meta]
+        [--arch vit_b --input-hw 256 192]
 
 The output is ``{"state_dict": {"backbone.vit.*" | "backbone.hrnet.*": trunk in timm names,
 "head.*": classic pose-head weights}, "meta": {...}}``; any vidpose backbone's ``checkpoint:``
@@ -58,11 +58,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("H", "W"),
         help="input size of --arch (ViT: the position-embedding grid); default 256 192",
     )
-    parser.add_argument(
-        "--allow-numpy-meta",
-        action="store_true",
-        help="accept numpy arrays/scalars in the checkpoint's metadata (weights-only allowlist)",
-    )
     return parser
 
 
@@ -86,7 +81,7 @@ def _check_against_arch(
 def convert(args: argparse.Namespace) -> KeyReport:
     """Read, convert, optionally check, and write; returns the key report (raises on errors)."""
     exact = args.layout if args.layout in LAYOUTS else None
-    parts = read_pretrained(args.input, layout=exact, allow_numpy_meta=args.allow_numpy_meta)
+    parts = read_pretrained(args.input, layout=exact)
     wanted_family = FAMILY_CHOICES.get(args.layout)
     if wanted_family is not None and parts.family != wanted_family:
         raise CheckpointError(

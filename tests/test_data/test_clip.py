@@ -289,7 +289,7 @@ def test_real_posetrack18_crop_puts_keypoints_on_the_same_image_content(posetrac
     params = AugmentParams(
         sample["center"].astype(np.float64), sample["scale"].astype(np.float64), rotation=25.0, flip=True
     )
-    crops, keypoints, visible, _ = transform.apply(
+    crops, keypoints, visible, _, _ = transform.apply(
         [image], annotation.keypoints[None], annotation.visible[None], params
     )
     perm = POSETRACK.flip_permutation()

@@ -40,7 +40,7 @@ def test_bright_pixel_lands_on_its_keypoint_in_every_frame(flip):
     keypoints[:, LEFT_WRIST] = points
     visible[:, LEFT_WRIST] = 1
     params = AugmentParams(CENTER, SIZE * 0.9, rotation=30.0, flip=flip)
-    crops, out, vis, _ = _transform().apply(frames, keypoints, visible, params)
+    crops, out, vis, _, _ = _transform().apply(frames, keypoints, visible, params)
     slot = RIGHT_WRIST if flip else LEFT_WRIST  # a flipped left wrist is drawn as a right wrist
     assert vis[:, slot].tolist() == [1, 1, 1] and vis.sum() == 3
     for t in range(3):
@@ -61,8 +61,8 @@ def test_flip_mirrors_columns_and_swaps_left_right_slots():
     visible[:, 0] = 1
     plain = AugmentParams(CENTER, SIZE, rotation=30.0, flip=False)
     flipped = AugmentParams(CENTER, SIZE, rotation=30.0, flip=True)
-    crops, kp, _, _ = _transform().apply(frames, keypoints, visible, plain)
-    crops_f, kp_f, vis_f, _ = _transform().apply(frames, keypoints, visible, flipped)
+    crops, kp, _, _, _ = _transform().apply(frames, keypoints, visible, plain)
+    crops_f, kp_f, vis_f, _, _ = _transform().apply(frames, keypoints, visible, flipped)
     # warpAffine's 1/32-px fixed-point map may round the mirrored samples differently: 1 level
     assert np.abs(crops[:, :, ::-1].astype(int) - crops_f).max() <= 1
     assert vis_f[:, RIGHT_WRIST].tolist() == [1, 1] and vis_f[:, LEFT_WRIST].tolist() == [0, 0]
@@ -77,7 +77,7 @@ def test_unrotated_crop_keypoints_by_hand():
     keypoints[0, 0] = [52.0, 45.0]
     visible[0, 0] = 1
     frame = np.zeros((100, 100, 3), dtype=np.uint8)
-    _, kp, _, affine = _transform().apply([frame], keypoints, visible, AugmentParams(CENTER, SIZE))
+    _, kp, _, affine, _ = _transform().apply([frame], keypoints, visible, AugmentParams(CENTER, SIZE))
     # msra: x_in = (x - 49) * 24 / 22.5 + 12, y_in = (y - 48) * 32 / 30 + 16
     assert np.allclose(kp[0, 0], [15.2, 12.8], atol=1e-4)
     assert np.allclose(affine, [[24 / 22.5, 0, 12 - 49 * 24 / 22.5], [0, 32 / 30, 16 - 48 * 32 / 30]])
@@ -93,10 +93,14 @@ def test_joints_outside_the_crop_become_invisible_per_frame():
     keypoints[:, 7] = [[37.3, 48.0], [37.0, 48.0], [37.3, 48.0]]
     visible[:, [0, 5, 7]] = 1
     visible[1, 0] = 0  # unannotated stays unannotated, with zero coordinates
-    _, kp, vis, _ = _transform().apply(frames, keypoints, visible, AugmentParams(CENTER, SIZE))
+    _, kp, vis, _, annotated = _transform().apply(frames, keypoints, visible, AugmentParams(CENTER, SIZE))
     assert vis[:, 0].tolist() == [1, 0, 1] and kp[1, 0].tolist() == [0, 0]
-    assert vis[:, 5].tolist() == [1, 1, 0] and kp[2, 5].tolist() == [0, 0]
-    assert vis[:, 7].tolist() == [1, 0, 1]
+    assert annotated[:, 0].tolist() == [1, 0, 1]
+    assert vis[:, 5].tolist() == [1, 1, 0] and vis[:, 7].tolist() == [1, 0, 1]
+    # out of the crop but annotated: the position is kept (the motion-aware target needs it)
+    assert annotated[:, 5].tolist() == [1, 1, 1] and annotated[:, 7].tolist() == [1, 1, 1]
+    assert np.allclose(kp[2, 5], [(95 - 49) * 24 / 22.5 + 12, (95 - 48) * 32 / 30 + 16], atol=1e-4)
+    assert np.allclose(kp[1, 7, 0], (37.0 - 49) * 24 / 22.5 + 12, atol=1e-4)
 
 
 def _half_body_person():

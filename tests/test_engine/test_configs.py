@@ -100,3 +100,18 @@ def test_posetrack18_config_reads_the_real_sample_from_vidpose_data(posetrack18_
     cfg = compose_cfg(["data=posetrack18", "paths.output_dir=/nonexistent/run"])
     index = builders.build_index(cfg, "val")
     assert len(index.videos) == 3 and index.num_people() == 14
+
+
+REAL_MSRA = [e for e in EXPERIMENTS if "synthetic" not in e and e.split("_")[0] not in ("hanet",)]
+
+
+@pytest.mark.parametrize("name", REAL_MSRA)
+def test_real_msra_experiments_scale_sigma_with_the_heatmap(name):
+    # DCPose: sigma 3 at 96x72; the COCO HRNet 256x192 recipe: sigma 2 at 64x48. Both are
+    # sigma = heatmap height / 32, so a heatmap size change must change sigma with it.
+    cfg = compose_cfg([f"+exp={name}"])
+    if cfg.codec.convention != "msra":
+        pytest.skip(f"{name} uses the {cfg.codec.convention} codec")
+    heatmap_h = cfg.data.input_size[0] // cfg.codec.stride
+    sigma = cfg.target.get("sigma", cfg.target.get("sigma0"))
+    assert sigma * 32 == heatmap_h, f"{name}: sigma {sigma} at a {heatmap_h}-row heatmap"

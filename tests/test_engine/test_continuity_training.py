@@ -39,7 +39,7 @@ def test_experiments_carry_the_paper_values(compose_exp):
     assert weights == [1.0, 1.0, 0.01, 0.01, 0.01]
     for dataset in ("17", "18", "21"):
         hrnet = compose_exp(f"continuity_pt{dataset}_hrnet")
-        assert hrnet.backbone.name == "hrnet_w48" and hrnet.codec.convention == "msra" and hrnet.target.sigma == 3.0
+        assert hrnet.backbone.name == "hrnet_w48" and hrnet.codec.convention == "msra" and hrnet.target.sigma == 2.0
         assert list(hrnet.data.input_size) == [256, 192] and hrnet.optim.layer_decay is None
         assert hrnet.data.dataset.name == f"posetrack{dataset}"
     assert compose_exp("continuity_pt21").data.dataset.name == "posetrack21"

@@ -47,6 +47,7 @@ def test_pt18_recipe_trains_one_step_and_evaluates_on_real_posetrack18_samples(
         f"paths.data_root={data_root}",
         "data.train.split=val",
         "backbone=hrnet_tiny",
+        "allow_random_frozen_backbone=true",  # formats, not accuracy
         "flow.random_init=true",
         "flow.num_flow_updates=1",
         "trainer.batch_size=2",
@@ -65,10 +66,9 @@ def test_pt18_recipe_trains_one_step_and_evaluates_on_real_posetrack18_samples(
 
 @pytest.mark.slow
 def test_synthetic_experiment_learns(compose_exp):
-    # The head sees the image only through the offsets and modulation that steer its sampling of
-    # the motion (J = DCNv2(M; JO, JW)), so from scratch the twin learns slowly and unevenly: on the
-    # tiny preset 8 epochs of batch 8 reached 1.8, 2.3, 12.4 and 3.4 mAP from 0.0-0.2 untrained
-    # with seeds 0-3 (about 200 s each on one thread). The margin is the one every seed cleared.
+    # With the default fused retrieval (the CJL samples Ĥ ⊕ M) seed 0 reaches 12.35 mAP from 0.0
+    # untrained on the tiny preset; the literal Eq. 5 (J = DCNv2(M; JO, JW), blind where the flow
+    # is zero) reached 1.8 with the same settings, so this margin tells the two apart.
     cfg = compose_exp(
         "jmpose_synthetic",
         "data.dataset.preset=tiny",
@@ -82,4 +82,4 @@ def test_synthetic_experiment_learns(compose_exp):
         "codec.flip_test=false",
     )
     metrics = train(cfg)
-    assert metrics["mAP"] > metrics["initial/mAP"] + 1.0, metrics
+    assert metrics["mAP"] > metrics["initial/mAP"] + 5.0, metrics

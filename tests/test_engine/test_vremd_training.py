@@ -35,6 +35,7 @@ def test_vremd_pt18_trains_one_step_and_evaluates_on_real_posetrack18(posetrack1
         "head.deconv_channels=16", "head.keypoint_head_hidden=32",
         "trainer.batch_size=2", "trainer.val_batch_size=8", "trainer.num_workers=0",
         "trainer.max_steps=1", "trainer.tensorboard=false", "schedule.warmup_iters=1",
+        "allow_random_frozen_backbone=true",  # formats, not accuracy
     )
     assert cfg.head.name == "vremd" and cfg.head.freeze_backbone and cfg.codec.convention == "udp"
     metrics = train(cfg)
@@ -98,3 +99,19 @@ def test_synthetic_twin_learns(tmp_path):
     metrics = train(cfg)
     # the untrained head scores ~0.1 mAP
     assert metrics["mAP"] > metrics["initial/mAP"] + 5.0, metrics
+
+
+def test_a_frozen_backbone_without_weights_is_refused_with_the_options_named(posetrack18_mini, tmp_path):
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "posetrack18").symlink_to(posetrack18_mini, target_is_directory=True)
+    cfg = compose_exp(
+        "vremd_pt18", *TINY_BACKBONE,
+        f"paths.data_root={data_root}", f"paths.output_dir={tmp_path / 'run'}",
+        "data.train.split=val", "head.deconv_channels=16", "head.keypoint_head_hidden=32",
+        "trainer.batch_size=2", "trainer.num_workers=0", "trainer.max_steps=1",
+        "trainer.tensorboard=false",
+    )
+    with pytest.raises(ValueError, match="init_from=.*backbone.checkpoint=.*allow_random_frozen_backbone=true"):
+        train(cfg)
+    assert not list((tmp_path / "run").rglob("*.pt"))  # nothing trained, nothing written

@@ -35,15 +35,37 @@ def test_argmax_and_quarter_offset_by_hand():
     assert decode(m, MSRA)[0].tolist() == [[[41.0, 80.0]]]  # quarter is msra's default
 
 
-def test_quarter_offset_is_not_applied_on_the_border_axis():
-    # argmax in column 0 (larger right neighbour) and row 5 (larger lower neighbour)
-    m = one_map([((0, 5), 1.0), ((1, 5), 0.9), ((0, 6), 0.5), ((0, 4), 0.1)])
-    assert decode(m, MSRA, refine="quarter")[0].tolist() == [[[0.0, 21.0]]]  # x stays, y = 5.25 * 4
-    m = one_map([((47, 63), 1.0), ((46, 63), 0.9), ((47, 62), 0.9)])
-    assert decode(m, MSRA, refine="quarter")[0].tolist() == [[[188.0, 252.0]]]
-    # column 1 has both neighbours, so it moves (HRNet and mmpose also skip column 1: "1 < x")
-    m = one_map([((1, 5), 1.0), ((2, 5), 0.9), ((0, 5), 0.1)])
-    assert decode(m, MSRA, refine="quarter")[0].tolist() == [[[5.0, 20.0]]]
+# Border peaks, hand-computed (msra, stride 4, 64 x 48 maps: x in 0..47, y in 0..63). HRNet's
+# get_final_preds refines both axes only when 1 < x < 47 and 1 < y < 63; MMPose's
+# refine_keypoints decides per axis (1 < x < 47 for x, 1 < y < 63 for y).
+BORDER_CASES = [
+    # (peak, its neighbours, hrnet input px, mmpose input px)
+    ((0, 5), [((1, 5), 0.9), ((0, 6), 0.5), ((0, 4), 0.1)], (0.0, 20.0), (0.0, 21.0)),
+    ((1, 5), [((2, 5), 0.9), ((0, 5), 0.1), ((1, 6), 0.5), ((1, 4), 0.1)], (4.0, 20.0), (4.0, 21.0)),
+    ((2, 5), [((3, 5), 0.9), ((1, 5), 0.1), ((2, 6), 0.5), ((2, 4), 0.1)], (9.0, 21.0), (9.0, 21.0)),
+    ((20, 1), [((21, 1), 0.9), ((19, 1), 0.1), ((20, 2), 0.5), ((20, 0), 0.1)], (80.0, 4.0), (81.0, 4.0)),
+    ((46, 62), [((45, 62), 0.9), ((47, 62), 0.1), ((46, 61), 0.5), ((46, 63), 0.1)], (183.0, 247.0), (183.0, 247.0)),
+    ((47, 63), [((46, 63), 0.9), ((47, 62), 0.9)], (188.0, 252.0), (188.0, 252.0)),
+    ((30, 63), [((31, 63), 0.9), ((29, 63), 0.1), ((30, 62), 0.5)], (120.0, 252.0), (121.0, 252.0)),
+]
+
+
+@pytest.mark.parametrize("peak, neighbours, hrnet, mmpose", BORDER_CASES)
+def test_quarter_rules_at_the_heatmap_border(peak, neighbours, hrnet, mmpose):
+    m = one_map([(peak, 1.0), *neighbours])
+    assert decode(m, MSRA, refine="quarter")[0].tolist() == [[list(hrnet)]]
+    assert decode(m, MSRA, refine="quarter_per_axis")[0].tolist() == [[list(mmpose)]]
+    assert decode(m, MSRA)[0].tolist() == [[list(hrnet)]]  # HRNet's rule is msra's default
+
+
+def test_non_positive_maps_decode_to_the_origin_with_their_maximum_under_hrnets_rule():
+    m = np.full((1, 2, 64, 48), -0.5)
+    m[0, 0, 20, 10] = -0.1  # every value negative: HRNet masks the coordinates to (0, 0)
+    m[0, 1] = 0.0
+    xy, score = decode(m, MSRA, refine="quarter")
+    assert xy[0].tolist() == [[0.0, 0.0], [0.0, 0.0]] and score[0].tolist() == [-0.1, 0.0]
+    xy, score = decode(m, MSRA, refine="quarter_per_axis")
+    assert xy[0].tolist() == [[40.0, 80.0], [0.0, 0.0]] and score[0].tolist() == [-0.1, 0.0]
 
 
 def test_first_maximum_wins_and_empty_map_scores_zero():

@@ -107,6 +107,28 @@ def test_missing_neighbour_standard_or_ignore():
     assert np.array_equal(ignore["motion_next"], standard["motion_next"]) and ignore["motion_next"].any()
 
 
+def test_annotated_neighbour_outside_the_crop_still_gives_the_motion_ellipse():
+    # the previous frame's joint left the crop (visible 0) but is annotated: its motion counts,
+    # exactly as if it were visible; without the annotation the map falls back to the circle
+    xy, visible = clip(MSRA, (20.0, 30.0), (7.0, -2.0))
+    inside = motion_aware_np(xy, visible, MSRA, key=1)
+    visible[0] = 0
+    annotated = np.ones_like(visible)
+    out = motion_aware_np(xy, visible, MSRA, key=1, annotated=annotated)
+    assert np.array_equal(out["motion_prev"], inside["motion_prev"]) and out["weight_prev"].tolist() == [1.0]
+    assert not np.array_equal(out["motion_prev"], out["heatmap"])
+    fallback = motion_aware_np(xy, visible, MSRA, key=1)
+    assert np.array_equal(fallback["motion_prev"], fallback["heatmap"])
+
+
+def test_annotation_of_a_neighbour_never_gives_weight_to_an_invisible_key_joint():
+    xy, visible = clip(MSRA, (20.0, 30.0), (7.0, -2.0))
+    visible[1] = 0  # the key joint left the crop
+    out = motion_aware_np(xy, visible, MSRA, key=1, annotated=np.ones_like(visible))
+    assert out["weight"].tolist() == out["weight_prev"].tolist() == out["weight_next"].tolist() == [0.0]
+    assert not out["motion_prev"].any()
+
+
 def test_invisible_current_joint_gives_zero_maps_and_weights():
     xy, visible = clip(MSRA, (20.0, 30.0), (1.0, 0.0))
     xy[1] = np.nan
@@ -190,10 +212,15 @@ def test_torch_matches_numpy_reference(geo, options):
     torch = pytest.importorskip("torch")
     xy, visible, clamped = _random_clips(np.random.default_rng(len(options) + len(geo.convention)), 6, 3, 17)
     clamped[:, 1] = False
+    # joints that left the crop: annotated, not visible (only neighbours matter for the motion)
+    annotated = visible.copy()
+    visible = visible * (np.random.default_rng(7).uniform(size=visible.shape) > 0.2)
     xy_t, visible_t = torch.tensor(xy, dtype=torch.float32), torch.tensor(visible)
-    out = motion_aware(xy_t, visible_t, geo, 1, clamped=torch.tensor(clamped), **options)
+    out = motion_aware(
+        xy_t, visible_t, geo, 1, clamped=torch.tensor(clamped), annotated=torch.tensor(annotated), **options
+    )
     for b in range(6):
-        ref = motion_aware_np(xy[b], visible[b], geo, key=1, clamped=clamped[b], **options)
+        ref = motion_aware_np(xy[b], visible[b], geo, key=1, clamped=clamped[b], annotated=annotated[b], **options)
         for name in ("heatmap", "motion_prev", "motion_next"):
             assert out[name][b].dtype == torch.float32
             assert np.abs(out[name][b].numpy() - ref[name]).max() < 1e-5, (b, name)

@@ -155,3 +155,36 @@ def test_exact_positions_on_synthetic_points(geo):
     for refine in ("none", "quarter", "dark"):
         decoded, _ = decode(out["heatmap"], geo, refine=refine)
         assert np.abs(decoded.numpy() - xy).max() < 1e-4, refine
+
+
+def test_a_joint_that_leaves_the_crop_between_frames_keeps_its_motion_aware_target():
+    # MTPose: the fastest joints are the ones that leave the crop; the clip transform keeps their
+    # annotated position and the target reads the motion from it (the review's finding)
+    torch = pytest.importorskip("torch")
+    from vidpose.data.keypoints import POSETRACK
+    from vidpose.data.transforms import AugmentParams, ClipTransform
+    from vidpose.heatmaps import motion_aware_np
+
+    geo = Geometry((64, 48), 4, "msra")
+    k = POSETRACK.index("left_wrist")
+    keypoints = np.zeros((3, POSETRACK.num_joints, 2))
+    visible = np.zeros((3, POSETRACK.num_joints))
+    # crop: centre (50, 50), 48 x 64 image px = the input, so input px = image px - (26, 18)
+    keypoints[:, k] = [[2.0, 50.0], [30.0, 50.0], [31.0, 50.0]]  # frame t-1: x_in = -24, outside
+    visible[:, k] = 1
+    frames = [np.zeros((100, 100, 3), dtype=np.uint8)] * 3
+    transform = ClipTransform(geo, POSETRACK, train=False)
+    _, kp, vis, _, annotated = transform.apply(frames, keypoints, visible, AugmentParams(np.array([50.0, 50.0]), np.array([48.0, 64.0])))
+    assert vis[:, k].tolist() == [0, 1, 1] and annotated[:, k].tolist() == [1, 1, 1]
+    target = TARGETS.build({"name": "motion_aware"}, geometry=geo)
+    out = target(torch.tensor(kp)[None], torch.tensor(vis)[None], torch.zeros(1, 3, dtype=torch.bool), 1,
+                 annotated=torch.tensor(annotated)[None])
+    # motion 28 input px = 7 heatmap px along x: sigma_par = 3 + 4/3, sigma_perp = 3 - 4/3
+    ref = motion_aware_np(kp, np.ones((3, POSETRACK.num_joints)) * (annotated > 0), geo, key=1)
+    assert out["weight_prev"][0, k] == 1.0
+    assert np.abs(out["motion_prev"][0, k].numpy() - ref["motion_prev"][k]).max() < 1e-5
+    row = out["motion_prev"][0, k].numpy()[int(round(float(kp[1, k, 1]) / 4))]
+    assert (row > 0.01).sum() > (out["heatmap"][0, k].numpy()[int(round(float(kp[1, k, 1]) / 4))] > 0.01).sum()
+    # without the annotation (the old behaviour) the fastest joint got the plain sigma0 circle
+    old = target(torch.tensor(kp)[None], torch.tensor(vis)[None], torch.zeros(1, 3, dtype=torch.bool), 1)
+    assert torch.equal(old["motion_prev"][0, k], old["heatmap"][0, k])

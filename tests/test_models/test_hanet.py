@@ -155,3 +155,20 @@ def test_official_state_dict_converts_and_drops_the_unused_projection():
     model.load_state_dict(converted, strict=True)
     with pytest.raises(KeyError, match="pos_embed"):
         convert_official_state_dict({"pos_embed.0": torch.zeros(1)}, num_levels=2)
+
+
+def test_official_pre_norm_state_dict_loads_strictly_without_its_unused_encoder_norms():
+    # the official pre-norm Transformer creates encoder_norm.{level} LayerNorms it never applies
+    model = small(pre_norm=True)
+    state = {f"transformer.{k}": v for k, v in model.state_dict().items()}
+    state["transformer.projection.1.weight"] = torch.zeros(64, 32)
+    state["transformer.projection.1.bias"] = torch.zeros(64)
+    for level, width in enumerate((16, 32)):
+        state[f"transformer.encoder_norm.{level}.weight"] = torch.ones(width)
+        state[f"transformer.encoder_norm.{level}.bias"] = torch.zeros(width)
+    converted = convert_official_state_dict(state, num_levels=2)
+    assert not any(k.startswith("encoder_norm.") for k in converted)
+    model.load_state_dict(converted, strict=True)
+    state["transformer.encoder_norm.2.weight"] = torch.ones(64)  # a level the model does not have
+    with pytest.raises(RuntimeError, match="encoder_norm.2.weight"):
+        model.load_state_dict(convert_official_state_dict(state, num_levels=2), strict=True)

@@ -63,13 +63,18 @@ def test_output_shapes(num_frames):
 
 @pytest.mark.parametrize("num_frames", [3, 5])
 def test_full_size_layers_follow_the_spec_tables(num_frames):
-    # models.md 3.2 / 3.6: M_t has 2(T-1) channels, G = T-1 offset groups
-    head = build_head(num_frames, in_channels=48, num_joints=17, num_blocks=4)
+    # models.md 3.2 / 3.6: M_t has 2(T-1) channels; the literal Eq. 5 samples M_t with G = T-1
+    # offset groups, the default samples Ĥ_t ⊕ M_t (17 + 2(T-1) channels) with one group
     fields = num_frames - 1
+    literal = build_head(num_frames, in_channels=48, num_joints=17, num_blocks=4, retrieve_from="flow").joint_learner
+    assert tuple(literal.dcn.weight.shape) == (48, 2 * fields, 3, 3)
+    assert literal.offset_branch[-1].out_channels == 2 * 9 * fields
+    assert literal.modulation_branch[-1].out_channels == 9 * fields
+    head = build_head(num_frames, in_channels=48, num_joints=17, num_blocks=4)
     cjl = head.joint_learner
-    assert tuple(cjl.dcn.weight.shape) == (48, 2 * fields, 3, 3)
-    assert cjl.offset_branch[-1].out_channels == 2 * 9 * fields
-    assert cjl.modulation_branch[-1].out_channels == 9 * fields
+    assert tuple(cjl.dcn.weight.shape) == (48, 17 + 2 * fields, 3, 3)
+    assert cjl.offset_branch[-1].out_channels == 2 * 9
+    assert cjl.modulation_branch[-1].out_channels == 9
     assert head.blocks[0].motion_conv[0].in_channels == 2 * fields
     assert head.blocks[1].motion_conv[0].in_channels == 48
     assert len(head.blocks) == 4 and head.detection_head[-1].out_channels == 17
@@ -78,13 +83,18 @@ def test_full_size_layers_follow_the_spec_tables(num_frames):
 def test_full_size_parameter_count_five_frames():
     # C = 48, K = 17, T = 5 (P = 4 flows, 8 motion channels); BN = 2C parameters:
     # aggregation 17*5*9 + 17 = 782
-    # CJL: ConvBlock(25->48) 10800+96, BasicBlock 2*20736+192 = 41664, DCN 48*8*9 = 3456,
-    #      offsets 41664 + 48*72*9+72 = 72840, modulation 41664 + 48*36*9+36 = 57252, BN 96 -> 186204
+    # CJL, literal (samples M_t, 4 groups): ConvBlock(25->48) 10800+96, BasicBlock 2*20736+192 = 41664,
+    #      DCN 48*8*9 = 3456, offsets 41664 + 48*72*9+72 = 72840, modulation 41664 + 48*36*9+36 = 57252,
+    #      BN 96 -> 186204
+    # CJL, default (samples Ĥ_t ⊕ M_t, 1 group): DCN 48*25*9 = 10800, offsets 41664 + 48*18*9+18 = 49458,
+    #      modulation 41664 + 48*9*9+9 = 45561 -> 10896 + 41664 + 10800 + 49458 + 45561 + 96 = 158475
     # JMIB 1: Υ_J 20832, Υ_M 8*48*9+96 = 3552, QKV 6*(48*48+48) = 14112, gate 96*96+96 = 9312 -> 47808
     # JMIB 2-4: 65088 each -> blocks 243072; fusion 96*48*9+96 = 41568;
-    # head 20832 + 48*17*9+17 = 28193.  Total 499819.
+    # head 20832 + 48*17*9+17 = 28193.  Totals: literal 499819, default 472090.
+    literal = build_head(5, in_channels=48, num_joints=17, num_blocks=4, retrieve_from="flow")
+    assert sum(p.numel() for p in literal.parameters()) == 499_819
     head = build_head(5, in_channels=48, num_joints=17, num_blocks=4)
-    assert sum(p.numel() for p in head.parameters()) == 499_819
+    assert sum(p.numel() for p in head.parameters()) == 472_090
 
 
 def test_flow_pairs_consecutive_key_anchored_and_none_for_feature_differences():
@@ -129,13 +139,16 @@ def test_feature_difference_motion(anchor, expected):
         assert torch.all(motion[:, p * C : (p + 1) * C] == value)
 
 
-def test_cjl_starts_with_zero_offsets_and_half_modulation():
-    # zero-initialised offset/modulation convs: J = ReLU(BN(0.5 * conv(M))) with the DCN's kernel
+@pytest.mark.parametrize("retrieve_from", ["fused", "flow"])
+def test_cjl_starts_with_zero_offsets_and_half_modulation(retrieve_from):
+    # zero-initialised offset/modulation convs: J = ReLU(BN(0.5 * conv(X))) with the DCN's kernel,
+    # X = Ĥ ⊕ M by default, M alone in the literal reading
     torch.manual_seed(0)
-    cjl = build_head(5).joint_learner.eval()
+    cjl = build_head(5, retrieve_from=retrieve_from).joint_learner.eval()
     g = torch.Generator().manual_seed(1)
     heatmap, motion = torch.rand(2, K, *HM_HW, generator=g), torch.randn(2, 8, *HM_HW, generator=g)
-    plain = 0.5 * F.conv2d(motion, cjl.dcn.weight, padding=1)
+    source = torch.cat([heatmap, motion], 1) if retrieve_from == "fused" else motion
+    plain = 0.5 * F.conv2d(source, cjl.dcn.weight, padding=1)
     expected = F.relu(plain / math.sqrt(1 + cjl.norm[0].eps))  # eval BN: mean 0, var 1, affine identity
     torch.testing.assert_close(cjl(heatmap, motion), expected, rtol=1e-4, atol=1e-5)
 
@@ -164,13 +177,51 @@ def test_jmib_matches_hand_written_bidirectional_attention(kv_downsample):
     torch.testing.assert_close(out_m, gates[:, C:] * m_att, rtol=1e-4, atol=1e-5)
 
 
-def test_jmib_without_interaction_has_only_its_conv_blocks():
-    block = JointMotionInteractionBlock(C, 4, C, interaction="none").eval()
-    assert {n.split(".")[0] for n, _ in block.named_parameters()} == {"joint_conv", "motion_conv"}
-    joint, motion = torch.randn(1, C, *HM_HW), torch.randn(1, 4, *HM_HW)
-    out_j, out_m = block(joint, motion)
-    torch.testing.assert_close(out_j, block.joint_conv(joint))
-    torch.testing.assert_close(out_m, block.motion_conv(motion))
+def test_without_jmib_the_io_loss_acts_on_the_joint_learners_output():
+    # "w/o JMIB": no interaction blocks; J is the CJL's output, M is lifted to C channels once
+    torch.manual_seed(0)
+    head = build_head(3, interaction="none").eval()
+    assert len(head.blocks) == 0 and head.motion_embedding is not None
+    features, flows, initial = head_inputs(3)
+    out = head(features, None, flows=flows, initial_heatmaps=initial)
+    sequence = head.aggregate(initial)
+    motion = head.motion_features(features, flows, HM_HW)
+    joint = head.joint_learner(sequence, motion)
+    lifted = head.motion_embedding(motion)
+    torch.testing.assert_close(out["joint_features"], joint.unsqueeze(1))
+    torch.testing.assert_close(out["motion_features"], lifted.unsqueeze(1))
+    torch.testing.assert_close(out["heatmaps"], head.detection_head(head.fusion(torch.cat([joint, lifted], 1))))
+    losses = head.loss(out, _targets())
+    assert {k for k in losses if k.startswith("io_")} == {"io_complement_1", "io_redundancy_1", "io_relevancy_1"}
+
+
+def test_without_jmml_the_joint_feature_alone_feeds_the_detection_head():
+    torch.manual_seed(0)
+    head = build_head(3, use_jmml=False, io_weight=0.0).eval()
+    assert head.fusion is None and head.motion_embedding is None and len(head.blocks) == 0
+    features, flows, initial = head_inputs(3)
+    out = head(features, None, flows=flows, initial_heatmaps=initial)
+    joint = head.joint_learner(head.aggregate(initial), head.motion_features(features, flows, HM_HW))
+    torch.testing.assert_close(out["heatmaps"], head.detection_head(joint))
+
+
+@pytest.mark.parametrize("retrieve_from", ["fused", "flow"])
+def test_output_depends_on_the_initial_heatmaps_where_the_flow_is_zero(retrieve_from):
+    # the literal Eq. 5 samples only M_t: with zero flow J is a constant and the heatmaps cannot
+    # reach the output (max difference exactly 0); the default samples Ĥ_t ⊕ M_t
+    torch.manual_seed(0)
+    head = build_head(3, retrieve_from=retrieve_from).eval()
+    features, _, initial = head_inputs(3)
+    flows = torch.zeros(2, 2, 2, *INPUT_HW)
+    other = torch.rand(initial.shape, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        a = head(features, None, flows=flows, initial_heatmaps=initial)["heatmaps"]
+        b = head(features, None, flows=flows, initial_heatmaps=other)["heatmaps"]
+    difference = (a - b).abs().max().item()
+    if retrieve_from == "flow":
+        assert difference == 0.0
+    else:
+        assert difference > 1e-4 * a.abs().max().item() and difference > 0
 
 
 def _targets(b: int = 2):
@@ -245,6 +296,7 @@ ABLATIONS = {
     "without_cjl": (3, {"use_cjl": False}),
     "without_jmml": (3, {"use_jmml": False, "io_weight": 0.0}),
     "without_jmib": (3, {"interaction": "none"}),
+    "literal_flow_retrieval": (3, {"retrieve_from": "flow"}),
     "without_io": (3, {"io_weight": 0.0}),
     "jmpose_star_feature_difference": (3, {"motion": "feature_difference"}),
     "kv_downsample": (5, {"kv_downsample": 2}),
@@ -265,6 +317,22 @@ def test_variants_train_with_gradients_on_every_trainable_parameter(name):
         assert len(model.head.blocks) == 0
     if name == "jmpose_star_feature_difference":
         assert model.flow is None
+
+
+def test_static_clips_of_different_images_give_different_outputs():
+    # a still person (all T frames identical, zero flow): the default head sees the image through
+    # the initial heatmaps; the literal Eq. 5 reading is blind to it (the review's finding)
+    g = torch.Generator().manual_seed(4)
+    still = [torch.rand(1, 3, *MODEL_HW, generator=g).expand(2, 3, 3, *MODEL_HW) for _ in range(2)]
+    outputs = {}
+    for retrieve_from in ("fused", "flow"):
+        torch.manual_seed(0)
+        model = tiny_model(3, retrieve_from=retrieve_from).eval()
+        with torch.no_grad():
+            outputs[retrieve_from] = [model(frames, {})["heatmaps"] for frames in still]
+    fused, literal = outputs["fused"], outputs["flow"]
+    assert (fused[0] - fused[1]).abs().max() > 1e-3 * fused[0].abs().max()
+    assert (literal[0] - literal[1]).abs().max() == 0.0
 
 
 def test_only_the_head_trains_next_to_the_frozen_hrnet_and_raft():
@@ -325,7 +393,8 @@ def test_load_pretrained_head_errors_name_the_problem():
         ({"num_frames": 4}, "not supported"),
         ({"channels": 16}, "must equal the backbone"),
         ({"use_jmml": False}, "io_weight=0"),
-        ({"num_blocks": 0}, "io_weight=0"),
+        ({"num_blocks": 0}, "num_blocks must be >= 1"),
+        ({"retrieve_from": "heatmap"}, "head.retrieve_from"),
         ({"motion": "optical"}, "head.motion"),
         ({"interaction": "concat"}, "head.interaction"),
         ({"io_reduction": "sum"}, "head.io_reduction"),

@@ -84,34 +84,56 @@ def test_read_checkpoint_unwraps_and_strips_module(tmp_path):
         assert torch.equal(got["a.weight"], sd["a.weight"])
 
 
-def test_numpy_meta_needs_opt_in(tmp_path):
+def _mmcv_era_meta():
+    # what mmcv-era releases store next to the weights (ViTPose, mmpose HRNet files)
+    return {
+        "hook_msgs": {"best_score": np.float64(0.756), "best_ckpt": "epoch_210.pth"},
+        "epoch": np.int64(210),
+        "dataset": np.arange(4),
+        "dtype": np.dtype("float32"),
+    }
+
+
+def test_numpy_meta_loads_by_default(tmp_path):
     sd = {"w": torch.arange(3.0)}
-    meta = {"dataset": np.arange(4), "score": np.float64(0.5), "epoch": np.int64(210)}
-    path = _save({"state_dict": sd, "meta": meta}, tmp_path, "np.pth")
-    with pytest.raises(CheckpointError, match=r"numpy.*allow_numpy_meta") as info:
-        read_checkpoint(path)
-    assert "numpy._core.multiarray._reconstruct" in str(info.value)
-    assert torch.equal(read_checkpoint(path, allow_numpy_meta=True)["w"], sd["w"])
+    path = _save({"state_dict": sd, "meta": _mmcv_era_meta()}, tmp_path, "np.pth")
+    assert torch.equal(read_checkpoint(path)["w"], sd["w"])
 
 
 def test_numpy_meta_in_legacy_format(tmp_path):
     path = tmp_path / "legacy.pth"
     torch.save(
-        {"state_dict": {"w": torch.ones(2)}, "meta": {"x": np.arange(2)}},
+        {"state_dict": {"w": torch.ones(2)}, "meta": _mmcv_era_meta()},
         path,
         _use_new_zipfile_serialization=False,
     )
-    with pytest.raises(CheckpointError, match="numpy"):
-        read_checkpoint(path)
-    assert torch.equal(read_checkpoint(path, allow_numpy_meta=True)["w"], torch.ones(2))
+    assert torch.equal(read_checkpoint(path)["w"], torch.ones(2))
 
 
-def test_arbitrary_objects_refused_even_with_numpy_opt_in(tmp_path):
+def test_numpy_meta_loads_through_every_path(tmp_path):
+    # backbone.checkpoint and init_from (an official file) both read it
+    from vidpose.engine.initialise import initialise_weights
+    from vidpose.models.pose_model import PoseModel
+    from vidpose.registry import BACKBONES, HEADS
+
+    state = fake.fake_pose_hrnet((4, 8, 16, 32), num_joints=3, seed=1)
+    path = _save({"state_dict": state, "meta": _mmcv_era_meta()}, tmp_path, "hrnet.pth")
+    backbone = BACKBONES.build({"name": "hrnet_tiny", "widths": [4, 8, 16, 32], "with_heatmap_layer": True,
+                                "checkpoint": str(path)}, input_hw=(64, 64), num_joints=3)
+    torch.testing.assert_close(backbone.heatmap_layer.weight, state["final_layer.weight"])
+    head = HEADS.build({"name": "deconv"}, in_channels=backbone.out_channels, in_stride=backbone.stride,
+                       num_joints=3, heatmap_stride=4)
+    assert "backbone from" in initialise_weights(PoseModel(backbone, head), path)
+
+
+def test_arbitrary_objects_are_refused_next_to_numpy_meta(tmp_path):
     path = _save(
-        {"state_dict": {"w": torch.ones(1)}, "cfg": argparse.Namespace(lr=0.1)}, tmp_path, "obj.pth"
+        {"state_dict": {"w": torch.ones(1)}, "meta": _mmcv_era_meta(), "cfg": argparse.Namespace(lr=0.1)},
+        tmp_path, "obj.pth",
     )
-    with pytest.raises(CheckpointError, match=r"argparse\.Namespace.*re-save"):
-        read_checkpoint(path, allow_numpy_meta=True)
+    with pytest.raises(CheckpointError, match=r"argparse\.Namespace.*re-save") as info:
+        read_checkpoint(path)
+    assert "numpy" not in str(info.value).split("refuses:")[1].split(".")[0]  # only the offender is named
 
 
 def test_read_errors_name_the_problem(tmp_path):

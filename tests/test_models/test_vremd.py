@@ -106,6 +106,27 @@ def test_vit_l_shapes_and_parameter_counts_on_meta():
     assert count(head.motion_decoder) == deconv == 5_248_273
     assert count(head) == 137_259_793
 
+    def ablated(**switches):
+        with torch.device("meta"):
+            return count(HEADS.build(
+                {"name": "vremd", **switches}, in_channels=d, in_stride=16, num_joints=j, heatmap_stride=4,
+                num_frames=3, key_index=1, input_hw=(256, 192), heatmap_hw=(64, 48),
+            ))
+
+    # Table 6 rows replace every ADC block by LN(x), LN(F), operator, MLP d -> d -> d (2 d^2 + 2 d):
+    # DC = DCNv1 3x3 d -> d (9 d^2 + d) with offsets from x ⊕ F (2d -> 2*4*9 = 72, 3x3);
+    # DA = W_z (d^2 + d) + Deformable-DETR attention (16 heads x 4 points: offsets d -> 128,
+    # weights d -> 64, value/output projections 2 (d^2 + d))
+    mlp = 2 * d * d + 2 * d
+    dc_block = 4 * d + 9 * d * d + d + 2 * d * 72 * 9 + 72 + mlp
+    da_block = 4 * d + d * d + d + (d * 128 + 128) + (d * 64 + 64) + 2 * (d * d + d) + mlp
+    fusion = 2 * d * d + d
+    assert ablated(motion_attention="dc") == 137_259_793 - 52_552_704 + 4 * dc_block + fusion == 138_279_985
+    assert ablated(motion_attention="da") == 137_259_793 - 52_552_704 + 4 * da_block + fusion == 108_600_849
+    # Table 5(a): no masks = no human token/blocks, no keypoint tokens/blocks, no H_k
+    no_masks = 137_259_793 - (d + 2 * vit_block_params(d)) - (3 * j * d + 2 * vit_block_params(d)) - 1_579_136
+    assert ablated(masks="none") == no_masks == 85_242_513
+
 
 # --- DCA ----------------------------------------------------------------------------------------
 
@@ -171,17 +192,44 @@ def test_keypoint_mask_sums_to_3j_and_human_mask_is_a_sigmoid():
     assert out["enhanced"].shape == (2, 12, 16) and out["keypoint_tokens"].shape == (2, 3, K, 16)
 
 
-def test_mask_switches_only_skip_their_multiplication():
+def test_mask_switches_remove_their_stage_and_its_tokens():
+    # Table 5(a): a row without a mask has neither that mask's blocks nor its tokens; "none" is
+    # the spatio-temporal transformer alone
+    def owners(module):
+        return {name.split(".")[0] for name, _ in module.named_parameters()}
+
+    shared = {"frame_embed", "spatial_blocks", "temporal_blocks", "token_reduction"}
+    human, keypoint = {"human_token", "human_blocks"}, {"keypoint_tokens", "keypoint_blocks"}
+    expected = {"both": shared | human | keypoint, "human": shared | human,
+                "keypoint": shared | keypoint, "none": shared}
     tokens = torch.randn(2, 3, 12, 16)
-    full, keypoint_only, human_only, none = (
-        make_hkme(m)(tokens) for m in ("both", "keypoint", "human", "none")
-    )  # same seed, so the same weights
-    # the keypoint mask multiplies after the keypoint blocks: the keypoint tokens only see the
-    # human mask
-    assert torch.allclose(full["keypoint_tokens"], human_only["keypoint_tokens"])
-    assert torch.allclose(keypoint_only["keypoint_tokens"], none["keypoint_tokens"])
-    assert not torch.allclose(full["keypoint_tokens"], none["keypoint_tokens"])
-    assert not torch.allclose(full["enhanced"], human_only["enhanced"])
+    for masks, names in expected.items():
+        hkme = make_hkme(masks)
+        assert owners(hkme) == names, masks
+        out = hkme(tokens)
+        assert ("human_mask" in out) == (masks in ("both", "human"))
+        assert ("keypoint_tokens" in out) == ("keypoint_mask" in out) == (masks in ("both", "keypoint"))
+
+
+def test_without_masks_hkme_is_the_spatio_temporal_transformer_alone():
+    torch.manual_seed(0)
+    hkme = make_hkme("none").eval()
+    tokens = torch.randn(2, 3, 12, 16)
+    b, t, n, e = tokens.shape
+    spatial = hkme.spatial_blocks(tokens.reshape(b * t, n, e)).reshape(b, t, n, e)
+    per_location = (spatial + hkme.frame_embed).transpose(1, 2).reshape(b * n, t, e)
+    temporal = hkme.temporal_blocks(per_location).reshape(b, n, t, e).transpose(1, 2)
+    expected = hkme.token_reduction(temporal.reshape(b, t * n, e).transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(hkme(tokens)["enhanced"], expected)
+
+
+def test_without_the_keypoint_stage_the_head_has_no_keypoint_heatmaps():
+    torch.manual_seed(0)
+    for masks in ("human", "none"):
+        head = build_head(masks=masks).eval()
+        assert head.keypoint_head is None
+        out = head(torch.randn(2, 3, 32, 4, 3))
+        assert "keypoint_heatmaps" not in out and torch.equal(out["heatmaps"], out["motion_heatmaps"])
 
 
 # --- the whole head -----------------------------------------------------------------------------
@@ -252,11 +300,38 @@ def test_each_ablation_builds_trains_and_uses_every_parameter(name):
         assert torch.equal(outputs["heatmaps"], outputs["motion_heatmaps"])
     if head.bmd is not None:
         blocks = head.bmd.forward_blocks if head.bmd.bidirectional else head.bmd.blocks
-        kind = type(blocks[0].motion_attention).__name__
-        expected = {"dca": "ConstrainedDeformableAttention", "dc": "MotionDeformableConv",
-                    "da": "MotionDeformableDETRAttention"}[switches.get("motion_attention", "dca")]
-        assert kind == expected
+        kind = switches.get("motion_attention", "dca")
+        if kind == "dca":
+            assert type(blocks[0].motion_attention).__name__ == "ConstrainedDeformableAttention"
+        else:  # Table 6: the whole ADC block is replaced, cross attention included
+            expected = {"dc": "MotionDeformableConv", "da": "MotionDeformableDETRAttention"}[kind]
+            assert type(blocks[0]).__name__ == "DeformableOperatorBlock"
+            assert type(blocks[0].operator).__name__ == expected
+            assert not any("cross_attention" in n for n, _ in blocks.named_parameters())
         assert head.bmd.bidirectional == switches.get("bidirectional", True)
+
+
+def test_dc_replacement_is_a_plain_deformable_convolution_without_modulation():
+    from torchvision.ops import deform_conv2d
+
+    torch.manual_seed(0)
+    head = build_head(motion_attention="dc").eval()
+    block = head.bmd.forward_blocks[0]
+    dcn = block.operator.conv
+    assert dcn.mask_conv is None
+    with torch.no_grad():
+        torch.nn.init.normal_(dcn.offset_conv.weight, std=0.1)
+    x, constraint = torch.randn(2, 12, 16), torch.randn(2, 12, 16)  # 4x3 tokens of width 16
+
+    def as_map(tokens):
+        return tokens.transpose(1, 2).reshape(2, 16, 4, 3)
+
+    motion = as_map(block.norm_motion(x))
+    offset = dcn.offset_conv(torch.cat([motion, as_map(block.norm_constraint(constraint))], 1))  # x ⊕ F
+    assert offset.abs().max() > 0.05
+    plain = deform_conv2d(motion, offset, dcn.conv.weight, dcn.conv.bias, padding=1)  # no mask
+    expected = x + block.mlp(plain.flatten(2).transpose(1, 2))
+    torch.testing.assert_close(block(x, constraint, (4, 3)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_runs_on_stride_4_features():

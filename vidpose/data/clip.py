@@ -6,8 +6,10 @@ A sample (DESIGN §3, numpy, before collate):
 key                 shape / type         meaning
 ==================  ===================  ==============================================================
 ``frames``          (T, H, W, 3) uint8   RGB crops, key frame at ``key_index``
-``keypoints``       (T, K, 2) float32    crop-input pixels; (0, 0) where not visible
+``keypoints``       (T, K, 2) float32    crop-input pixels, also outside the crop for annotated
+                                         joints; (0, 0) where not annotated
 ``visible``         (T, K) float32       1 = annotated and inside the crop
+``annotated``       (T, K) float32       1 = annotated in that frame, inside the crop or not
 ``center``          (2,) float32         crop centre in image pixels (before flip)
 ``scale``           (2,) float32         crop size ``(w, h)`` in image pixels: the box enlarged,
                                          aspect-corrected and augmented (no /200 legacy unit)
@@ -204,12 +206,15 @@ class ClipDataset(Dataset):
                 decoded[p] = self.frame_reader.read(video.frames[p].file_name, limit)
         frames = [decoded[p][0] for p in positions.tolist()]
         factors = [decoded[p][1] for p in positions.tolist()]
-        crops, keypoints, visible, affine = self.transform.apply(frames, keypoints, visible, params, factors)
+        crops, keypoints, visible, affine, annotated = self.transform.apply(
+            frames, keypoints, visible, params, factors
+        )
 
         sample = {
             "frames": crops,
             "keypoints": keypoints,
             "visible": visible,
+            "annotated": annotated,
             "center": np.asarray(params.center, dtype=np.float32),
             "scale": np.asarray(params.size, dtype=np.float32),
             "rotation": float(params.rotation),

@@ -22,7 +22,10 @@ frames survives augmentation. The random draws follow DCPose (``specs/models.md`
   ``[1 - colour_jitter, 1 + colour_jitter]``, one set for the whole clip.
 
 Joints whose crop position falls outside ``[-0.5, W-0.5] x [-0.5, H-0.5]`` (the crop's pixel
-area) become invisible, in every frame; invisible joints carry coordinates ``(0, 0)``.
+area) become invisible, in every frame, but stay *annotated*: they keep their (out-of-crop)
+input-pixel coordinates and ``annotated = 1``, because a neighbour frame's joint that left the
+crop still tells how fast the key joint moves (MTPose's motion-aware target). Unannotated
+joints carry coordinates ``(0, 0)``.
 
 A :class:`SecondView` (CDPose's spatial-consistency loss) re-renders one frame with the clip's
 crop turned by an extra uniform rotation and magnified by an extra uniform scale about the crop
@@ -221,13 +224,15 @@ class ClipTransform:
         visible: np.ndarray,
         params: AugmentParams,
         frame_factors: list[int] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Warp T frames ``(H_i, W_i, 3) uint8`` and keypoints ``(T, K, 2)`` / visibility ``(T, K)`` with one affine.
 
-        Returns crops ``(T, H, W, 3) uint8``, keypoints ``(T, K, 2) float32`` in input pixels,
-        visibility ``(T, K) float32`` and the image -> input affine ``(2, 3)``. ``frame_factors[t]``
-        is the reduction factor frame ``t`` was decoded at (1 = full resolution); keypoints are
-        always in full-resolution image pixels.
+        Returns crops ``(T, H, W, 3) uint8``, keypoints ``(T, K, 2) float32`` in input pixels
+        (kept for annotated joints outside the crop, ``(0, 0)`` for unannotated ones), visibility
+        ``(T, K) float32`` (annotated and inside the crop), the image -> input affine ``(2, 3)``
+        and ``annotated (T, K) float32`` (the input visibility, flip-permuted).
+        ``frame_factors[t]`` is the reduction factor frame ``t`` was decoded at (1 = full
+        resolution); keypoints are always in full-resolution image pixels.
         """
         num_frames = len(frames)
         num_joints = self.layout.num_joints
@@ -261,11 +266,12 @@ class ClipTransform:
         inside = (
             (out[..., 0] >= -0.5) & (out[..., 0] <= width - 0.5) & (out[..., 1] >= -0.5) & (out[..., 1] <= height - 0.5)
         )
+        annotated = (visible > 0).astype(np.float32)
         visible = np.where(inside, visible, 0.0).astype(np.float32)
-        out[visible <= 0] = 0.0
+        out[annotated <= 0] = 0.0
         if params.colour is not None:
             crops = _colour_jitter(crops, params.colour)
-        return crops, out.astype(np.float32), visible, affine
+        return crops, out.astype(np.float32), visible, affine, annotated
 
     def render(self, frame: np.ndarray, params: AugmentParams, factor: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """One image ``(H_i, W_i, 3) uint8`` cropped with ``params`` -> crop ``(H, W, 3) uint8`` and its affine ``(2, 3)``.

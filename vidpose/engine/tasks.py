@@ -85,7 +85,8 @@ class PoseTask:
         batch = to_device(batch, device)
         with torch.profiler.record_function("vidpose::targets"):
             targets = self.target(
-                batch["keypoints"], batch["visible"], batch["clamped"], self.spec.key_index, names=self.model.head.targets
+                batch["keypoints"], batch["visible"], batch["clamped"], self.spec.key_index,
+                names=self.model.head.targets, annotated=batch["annotated"],
             )
         return batch, targets
 

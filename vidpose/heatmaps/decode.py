@@ -3,9 +3,15 @@
 Decoding always ends with ``geo.to_input``, the inverse of the encoder's map, so a model
 decodes with the codec it was trained with (``../shared/specs/models.md`` section 0.2):
 
-- ``refine="quarter"`` (default for ``msra``, the HRNet/DCPose rule): from the argmax, move
-  0.25 heatmap px towards the larger of the two neighbours on each axis; an axis whose argmax
-  lies on the first or last row/column is not moved.
+- ``refine="quarter"`` (default for ``msra``): exactly HRNet's and DCPose's ``get_final_preds``,
+  the evaluation lineage of every seed paper. A map whose maximum is ``<= 0`` decodes to heatmap
+  pixel ``(0, 0)`` with that maximum as its score (HRNet masks such coordinates to 0). Otherwise,
+  from the argmax ``(x, y)``, both axes move 0.25 heatmap px towards the larger of their two
+  neighbours, and only when ``1 < x < w - 1`` and ``1 < y < h - 1``: a peak on row/column 0
+  or 1 or on the last row/column is not refined at all.
+- ``refine="quarter_per_axis"``: MMPose 1.x's ``refine_keypoints`` rule, each axis on its own: x
+  moves when ``1 < x < w - 1``, y when ``1 < y < h - 1``, whatever the other axis. (MMPose marks
+  a map whose maximum is ``<= 0`` with location ``-1``; here it decodes like ``"none"``.)
 - ``refine="dark"`` for ``msra`` (DARK): blur each map with a ``blur_kernel`` Gaussian,
   rescale it to its original maximum, floor at 1e-10, take the log and make one Newton step
   ``-H^-1 g`` with second-order central differences (``H`` from points two pixels apart), only
@@ -20,8 +26,10 @@ mmpose pairs with those sigmas) with the OpenCV kernel width for ``sigma=0``,
 ``0.3 ((k - 1) / 2 - 1) + 0.8``, and zero padding. ``sigma`` is the training target's sigma;
 it defaults to 3 for ``msra`` and 2 for ``udp`` (vidpose's defaults for HRNet and ViT methods).
 
-The score of a joint is the maximum of its (unblurred) map. An all-zero map decodes to its
-first pixel with score 0: filter on the score.
+The score of a joint is the maximum of its (unblurred) map. Apart from ``"quarter"`` (above), a
+map whose maximum is ``<= 0`` decodes to its first maximum, unrefined by the quarter rules, with
+that maximum as score; an all-zero map decodes to its first pixel with score 0: filter on the
+score.
 
 Flip test: the flipped crop mirrors input columns ``x -> W - 1 - x``. With ``udp`` that is
 exactly the heatmap mirror ``j -> (w - 1) - j``, so :func:`flip_back` only mirrors columns and
@@ -44,7 +52,7 @@ from vidpose.heatmaps.geometry import Geometry
 
 __all__ = ["REFINEMENTS", "decode", "default_blur_kernel", "flip_back", "merge_flip", "crop_to_image"]
 
-REFINEMENTS = ("quarter", "dark", "none")
+REFINEMENTS = ("quarter", "quarter_per_axis", "dark", "none")
 DEFAULT_SIGMA = {"msra": 3.0, "udp": 2.0}
 DEFAULT_REFINE = {"msra": "quarter", "udp": "dark"}
 
@@ -89,7 +97,10 @@ def decode(
 
     xy, scores = _argmax(maps)
     if refine == "quarter":
-        xy = xy + _quarter_offset(maps, xy)
+        xy = np.where(scores[..., None] > 0, xy, 0.0)
+        xy = xy + _quarter_offset(maps, xy, both_axes_inside=True)
+    elif refine == "quarter_per_axis":
+        xy = xy + _quarter_offset(maps, xy, both_axes_inside=False)
     elif refine == "dark" and geo.convention == "msra":
         xy = xy + _dark_offset(np.log(np.maximum(_blur(maps, kernel), 1e-10)), xy)
     elif refine == "dark":
@@ -122,12 +133,19 @@ def _at(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.take_along_axis(maps.reshape(b, k, h * w), (y * w + x)[..., None], axis=-1)[..., 0]
 
 
-def _quarter_offset(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """0.25 px towards the larger neighbour per axis, 0 on the first/last row or column ``(B, K, 2)``."""
+def _quarter_offset(maps: np.ndarray, xy: np.ndarray, both_axes_inside: bool) -> np.ndarray:
+    """0.25 px towards the larger neighbour per axis ``(B, K, 2)``, where the rule allows it.
+
+    An axis moves only for ``1 < coordinate < size - 1``; with ``both_axes_inside`` (HRNet)
+    neither moves unless both qualify, else (MMPose) each axis decides alone.
+    """
     h, w = maps.shape[2:]
     x, y = xy[..., 0].astype(np.int64), xy[..., 1].astype(np.int64)
-    step_x = np.sign(_at(maps, x + 1, y) - _at(maps, x - 1, y)) * ((x >= 1) & (x <= w - 2))
-    step_y = np.sign(_at(maps, x, y + 1) - _at(maps, x, y - 1)) * ((y >= 1) & (y <= h - 2))
+    inside_x, inside_y = (x > 1) & (x < w - 1), (y > 1) & (y < h - 1)
+    if both_axes_inside:
+        inside_x = inside_y = inside_x & inside_y
+    step_x = np.sign(_at(maps, x + 1, y) - _at(maps, x - 1, y)) * inside_x
+    step_y = np.sign(_at(maps, x, y + 1) - _at(maps, x, y - 1)) * inside_y
     return 0.25 * np.stack([step_x, step_y], axis=-1)
 
 

@@ -135,26 +135,32 @@ def motion_aware_np(
     variant: str = "motion_aware",
     missing_motion: str = "standard",
     joint_names: Any = None,
+    annotated: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Targets of one person clip: ``xy (T, K, 2)`` input px, ``visible (T, K)``, ``clamped (T,)``.
 
     Returns ``heatmap``, ``motion_prev``, ``motion_next`` ``(K, h, w)`` float32, ``weight``,
     ``weight_prev``, ``weight_next`` ``(K,)`` float32 and ``oversized`` (int). ``prev``/``next``
-    default to ``key - 1``/``key + 1``. Reference implementation: one joint at a time, float64.
+    default to ``key - 1``/``key + 1``. ``annotated (T, K)`` (default ``visible``) marks joints
+    whose position is known although they may lie outside the crop: a neighbour's motion
+    vector needs only its annotation; the key joint's visibility alone decides the weights.
+    Reference implementation: one joint at a time, float64.
     """
     check_motion_options(sigma0, delta, sigma_min, sigma_max, variant, missing_motion)
     xy = np.asarray(xy, dtype=np.float64)
     visible = np.asarray(visible)
-    if xy.ndim != 3 or xy.shape[-1] != 2 or visible.shape != xy.shape[:2]:
+    annotated = visible if annotated is None else np.asarray(annotated)
+    if xy.ndim != 3 or xy.shape[-1] != 2 or visible.shape != xy.shape[:2] or annotated.shape != visible.shape:
         raise ValueError(
-            f"motion_aware_np expects xy (T, K, 2) and visible (T, K), got {xy.shape} and {visible.shape}"
+            f"motion_aware_np expects xy (T, K, 2), visible (T, K) and annotated (T, K), got {xy.shape}, "
+            f"{visible.shape} and {annotated.shape}"
         )
     num_frames = visible.shape[0]
     key, prev, next_ = _frame_indices(num_frames, key, prev, next)
     clamped = np.zeros(num_frames, dtype=bool) if clamped is None else np.asarray(clamped, dtype=bool)
     if clamped.shape != (num_frames,):
         raise ValueError(f"motion_aware_np expects clamped ({num_frames},), got {clamped.shape}")
-    check_visible_finite_np(xy, visible, joint_names, axes=("frame",))
+    check_visible_finite_np(xy, np.maximum(visible, annotated), joint_names, axes=("frame",))
 
     heatmap, weight = gaussian_np(xy[key], visible[key], geo, sigma0, joint_names)
     out: dict[str, Any] = {"heatmap": heatmap, "weight": weight, "oversized": 0}
@@ -163,7 +169,7 @@ def motion_aware_np(
         maps = np.zeros_like(heatmap)
         weights = np.zeros_like(weight)
         for k in np.flatnonzero(visible[key] > 0):
-            if variant == "standard" or not (clamped[neighbour] or visible[neighbour, k] > 0):
+            if variant == "standard" or not (clamped[neighbour] or annotated[neighbour, k] > 0):
                 if variant == "standard" or missing_motion == "standard":
                     maps[k], weights[k] = heatmap[k], weight[k]
                 continue
@@ -220,21 +226,25 @@ def motion_aware(
     variant: str = "motion_aware",
     missing_motion: str = "standard",
     joint_names: Any = None,
+    annotated: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Batched targets on the device of ``xy (B, T, K, 2)`` input px, ``visible (B, T, K)``, ``clamped (B, T)``.
 
     Returns ``heatmap``, ``motion_prev``, ``motion_next`` ``(B, K, h, w)`` float32, ``weight``,
     ``weight_prev``, ``weight_next`` ``(B, K)`` float32 and ``oversized`` ``(B,)`` int64, the
-    same values as :func:`motion_aware_np` per sample. Axis-aligned maps (``H_o``, copies of
+    same values as :func:`motion_aware_np` per sample (``annotated (B, T, K)`` as there). Axis-aligned maps (``H_o``, copies of
     it, no motion, motion along x or y, ``sigma_only``) are outer products of two 1-D profiles,
     written once; a rotated map is evaluated only on the bounding window of its support.
     """
     torch = torch_module()
     check_motion_options(sigma0, delta, sigma_min, sigma_max, variant, missing_motion)
-    if xy.ndim != 4 or xy.shape[-1] != 2 or tuple(visible.shape) != tuple(xy.shape[:3]):
+    annotated = visible if annotated is None else annotated
+    if xy.ndim != 4 or xy.shape[-1] != 2 or tuple(visible.shape) != tuple(xy.shape[:3]) or tuple(
+        annotated.shape
+    ) != tuple(visible.shape):
         raise ValueError(
-            f"motion_aware expects xy (B, T, K, 2) and visible (B, T, K), "
-            f"got {tuple(xy.shape)} and {tuple(visible.shape)}"
+            f"motion_aware expects xy (B, T, K, 2), visible (B, T, K) and annotated (B, T, K), "
+            f"got {tuple(xy.shape)}, {tuple(visible.shape)} and {tuple(annotated.shape)}"
         )
     batch, num_frames, _ = visible.shape
     key, prev, next_ = _frame_indices(num_frames, key_index, prev_index, next_index)
@@ -242,7 +252,8 @@ def motion_aware(
         clamped = torch.zeros(batch, num_frames, dtype=torch.bool, device=xy.device)
     if tuple(clamped.shape) != (batch, num_frames):
         raise ValueError(f"motion_aware expects clamped ({batch}, {num_frames}), got {tuple(clamped.shape)}")
-    check_visible_finite(xy, visible, joint_names, axes=("sample", "frame"))
+    known = (visible > 0) | (annotated > 0)
+    check_visible_finite(xy, known, joint_names, axes=("sample", "frame"))
     h, w = geo.heatmap_hw
 
     standard_x, standard_y, standard_weight = gaussian_profiles(
@@ -253,14 +264,14 @@ def motion_aware(
 
     # One entry per motion map, leading axis (prev, next): (2, B, K) float64 / bool.
     vis = visible > 0
-    point = geo.to_heatmap(torch.where(vis[..., None], xy, 0).to(torch.float64))  # (B, T, K, 2)
+    point = geo.to_heatmap(torch.where(known[..., None], xy, 0).to(torch.float64))  # (B, T, K, 2)
     current = point[:, key]
     centre = torch.floor(current + 0.5) if geo.convention == "msra" else current
     side_clamped = torch.stack([clamped[:, prev], clamped[:, next_]]).bool()[..., None]  # (2, B, 1)
     neighbour = torch.stack([point[:, prev], point[:, next_]])
     motion = torch.where(side_clamped[..., None], 0.0, current - neighbour)
     present = vis[:, key].expand(2, -1, -1)
-    measurable = side_clamped | torch.stack([vis[:, prev], vis[:, next_]])
+    measurable = side_clamped | torch.stack([known[:, prev], known[:, next_]])
     own = present & measurable if variant != "standard" else torch.zeros_like(present)
     copies = present & ~own if (variant == "standard" or missing_motion == "standard") else None
 

@@ -5,7 +5,8 @@ A generator is built from its config node with the runtime ``geometry`` injected
     TARGETS.build({"name": "motion_aware", "sigma0": 3.0}, geometry=geo)
 
 and called on a collated batch: ``gen(keypoints (B, T, K, 2), visible (B, T, K), clamped (B, T),
-key_index, names=head.targets)``. ``gen.outputs`` names what it can return; ``names`` selects
+key_index, names=head.targets, annotated=(B, T, K))``; ``annotated`` (default: ``visible``) marks
+joints whose coordinates are known even where they left the crop. ``gen.outputs`` names what it can return; ``names`` selects
 (and computes only) some of them. Keypoints are in input pixels after the clip's shared
 augmentation (a flipped clip already has x mirrored and left/right slots swapped in every
 frame), so the motion is the motion the network sees.
@@ -56,12 +57,14 @@ class TargetGenerator(ABC):
         key_index: int,
         names: Collection[str] | None = None,
         joint_names: Sequence[str] | None = None,
+        annotated: Any = None,
     ) -> dict[str, torch.Tensor]:
         """Targets of a batch: ``keypoints (B, T, K, 2)`` input px, ``visible (B, T, K)``, ``clamped (B, T)`` bool.
 
         Tensors stay on their device (numpy arrays are converted). ``names`` selects the targets
         to return (default: all of ``outputs``); ``joint_names`` (names or a ``KeypointLayout``)
-        only improves error messages.
+        only improves error messages. ``annotated (B, T, K)`` (default ``visible``) marks joints
+        whose coordinates are known, inside the crop or not (``visible`` implies annotated).
         """
         torch = torch_module()
         keypoints = torch.as_tensor(keypoints)
@@ -80,11 +83,16 @@ class TargetGenerator(ABC):
             )
         if not 0 <= key_index < frames:
             raise ValueError(f"{who}: key_index {key_index} is outside the clip of {frames} frames")
+        annotated = visible if annotated is None else torch.as_tensor(annotated, device=keypoints.device)
+        if tuple(annotated.shape) != (batch, frames, joints):
+            raise ValueError(f"{who}: expected annotated ({batch}, {frames}, {joints}), got {tuple(annotated.shape)}")
+        if bool(((visible > 0) & ~(annotated > 0)).any()):
+            raise ValueError(f"{who}: a visible joint is not annotated; annotated must include every visible joint")
         wanted = self.outputs if names is None else tuple(names)
         unknown = sorted(set(wanted) - set(self.outputs))
         if unknown:
             raise ValueError(f"{who}: unknown target(s) {unknown}; it produces {list(self.outputs)}")
-        return self.generate(keypoints, visible, clamped, key_index, wanted, joint_names)
+        return self.generate(keypoints, visible, clamped, key_index, wanted, joint_names, annotated)
 
     @abstractmethod
     def generate(
@@ -95,6 +103,7 @@ class TargetGenerator(ABC):
         key_index: int,
         wanted: Sequence[str],
         joint_names: Sequence[str] | None,
+        annotated: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Compute the ``wanted`` outputs from validated tensors (see :meth:`__call__`)."""
 
@@ -122,6 +131,7 @@ class GaussianTarget(TargetGenerator):
         key_index: int,
         wanted: Sequence[str],
         joint_names: Sequence[str] | None,
+        annotated: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Key-frame targets, plus all-frame ones when ``heatmap_all``/``weight_all`` are wanted."""
         batch, frames, joints = visible.shape
@@ -188,10 +198,12 @@ class MotionAwareTarget(TargetGenerator):
         key_index: int,
         wanted: Sequence[str],
         joint_names: Sequence[str] | None,
+        annotated: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """All six maps/weights for the key frame and its neighbours ``key_index -/+ 1``."""
         out = motion_aware(
-            keypoints, visible, self.geometry, key_index, clamped=clamped, joint_names=joint_names, **self.options
+            keypoints, visible, self.geometry, key_index, clamped=clamped, joint_names=joint_names,
+            annotated=annotated, **self.options
         )
         self.last_oversized = out["oversized"]
         return {name: out[name] for name in wanted}

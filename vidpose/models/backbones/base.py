@@ -90,16 +90,19 @@ class Backbone(nn.Module, abc.ABC):
         """Hook: the trunk tensors to load (ViT resamples its position embedding here)."""
         return parts.trunk
 
-    def load_pretrained(self, path: str | Path, *, allow_numpy_meta: bool = False) -> KeyReport:
+    def load_pretrained(self, path: str | Path) -> KeyReport:
         """Load a local checkpoint (any supported layout) strictly into the trunk; log the report.
 
         Backbone keys must all be present with the right shapes, unknown keys fail, known extras
         are dropped and named. With a heatmap layer, the checkpoint's ``final_layer`` fills it.
         """
-        parts = read_pretrained(path, allow_numpy_meta=allow_numpy_meta)
+        return self.load_pretrained_parts(read_pretrained(path))
+
+    def load_pretrained_parts(self, parts: PretrainedParts) -> KeyReport:
+        """:meth:`load_pretrained` of already converted parts (e.g. a trained single-frame model)."""
         if parts.family != self.checkpoint_family:
             raise CheckpointError(
-                f"{path}: a {parts.layout} checkpoint ({parts.family} weights) cannot initialise "
+                f"{parts.source}: a {parts.layout} checkpoint ({parts.family} weights) cannot initialise "
                 f"{type(self).__name__}, which takes {self.checkpoint_family} weights"
             )
         heatmap_state = self._heatmap_layer_state(parts) if self.heatmap_layer is not None else None

@@ -77,7 +77,6 @@ class HRNetBackbone(Backbone):
         num_joints: int | None = None,
         input_hw: Sequence[int] | None = None,
         checkpoint: str | Path | None = None,
-        allow_numpy_meta: bool = False,
     ) -> None:
         hrnet = build_pose_hrnet_trunk(widths)
         # one layer id for everything: HRNet recipes use no layer-wise decay
@@ -95,7 +94,7 @@ class HRNetBackbone(Backbone):
             nn.init.normal_(self.heatmap_layer.weight, std=0.001)
             nn.init.zeros_(self.heatmap_layer.bias)
         if checkpoint is not None:
-            self.load_pretrained(checkpoint, allow_numpy_meta=allow_numpy_meta)
+            self.load_pretrained(checkpoint)
 
     @property
     def trunk(self) -> HighResolutionNetFeatures:
@@ -114,7 +113,6 @@ class HRNetBackbone(Backbone):
 def hrnet_w32(
     with_heatmap_layer: bool = False,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
     num_joints: int | None = None,
     input_hw: Sequence[int] | None = None,
 ) -> HRNetBackbone:
@@ -125,7 +123,6 @@ def hrnet_w32(
         num_joints=num_joints,
         input_hw=input_hw,
         checkpoint=checkpoint,
-        allow_numpy_meta=allow_numpy_meta,
     )
 
 
@@ -133,7 +130,6 @@ def hrnet_w32(
 def hrnet_w48(
     with_heatmap_layer: bool = False,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
     num_joints: int | None = None,
     input_hw: Sequence[int] | None = None,
 ) -> HRNetBackbone:
@@ -144,7 +140,6 @@ def hrnet_w48(
         num_joints=num_joints,
         input_hw=input_hw,
         checkpoint=checkpoint,
-        allow_numpy_meta=allow_numpy_meta,
     )
 
 
@@ -153,7 +148,6 @@ def hrnet_tiny(
     widths: Sequence[int] = (8, 16, 32, 64),
     with_heatmap_layer: bool = False,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
     num_joints: int | None = None,
     input_hw: Sequence[int] | None = None,
 ) -> HRNetBackbone:
@@ -164,5 +158,4 @@ def hrnet_tiny(
         num_joints=num_joints,
         input_hw=input_hw,
         checkpoint=checkpoint,
-        allow_numpy_meta=allow_numpy_meta,
     )

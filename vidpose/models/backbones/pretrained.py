@@ -21,16 +21,15 @@ vidpose backbone), the *head* (classic pose-head names: ``deconv_layers.{0,1,3,4
 trunk with the module strictly (missing, unexpected and shape-mismatched keys all fail) and
 returns a :class:`KeyReport`.
 
-Files are read with ``torch.load(weights_only=True)`` only; numpy objects in a checkpoint's
-metadata are accepted only with the explicit ``allow_numpy_meta`` opt-in.
+Files are read with ``torch.load(weights_only=True)`` only (:mod:`vidpose.weights_only`): numpy
+arrays, scalars and dtypes in a checkpoint's metadata (mmcv-era files) are accepted, every other
+pickled global is refused.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ from typing import Any
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
+
+from vidpose.weights_only import UnsafeCheckpointError, load_weights_only
 
 __all__ = [
     "CheckpointError",
@@ -53,6 +54,7 @@ __all__ = [
     "detect_layout",
     "convert_state_dict",
     "read_pretrained",
+    "single_frame_model_parts",
     "extract_head_state",
     "fold_class_slot",
     "infer_grid",
@@ -90,106 +92,20 @@ class CheckpointError(RuntimeError):
 # reading
 
 
-def _numpy_allowlist() -> list[Any]:
-    """numpy's array/scalar/dtype reconstruction globals, under their numpy 1.x and 2.x names."""
-    import numpy as np
-
-    try:  # numpy >= 2 moved numpy.core to numpy._core
-        multiarray = importlib.import_module("numpy._core.multiarray")
-    except ImportError:
-        multiarray = importlib.import_module("numpy.core.multiarray")
-    try:  # per-dtype classes exist from numpy 1.25 on; older files do not reference them
-        dtypes = importlib.import_module("numpy.dtypes")
-    except ImportError:
-        dtypes = None
-    dtype_classes = []
-    if dtypes is not None:
-        dtype_classes = [
-            cls
-            for name in dir(dtypes)
-            if isinstance(cls := getattr(dtypes, name), type) and issubclass(cls, np.dtype)
-        ]
-    return [
-        np.ndarray,
-        np.dtype,
-        *dtype_classes,
-        # the same functions under both module names, whichever numpy wrote the file
-        (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-        (multiarray.scalar, "numpy.core.multiarray.scalar"),
-        (multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
-        (multiarray.scalar, "numpy._core.multiarray.scalar"),
-    ]
-
-
-_NUMPY_GLOBAL = re.compile(
-    r"^numpy\.(ndarray|dtype|(_core|core)\.multiarray\.(_reconstruct|scalar)|dtypes\.\w+DType)$"
-)
-
-
-def _unsafe_globals(path: Path, error: Exception) -> list[str]:
-    """Globals that stopped a weights-only load: scanned from the file, or parsed from the error."""
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except (ValueError, RuntimeError):
-        found = []  # legacy (non-zip) files cannot be scanned; the error names the first offender
-    if found:
-        return list(found)
-    message = str(error)
-    named = re.findall(r"GLOBAL ([\w.]+)", message) + re.findall(r"got <class '([\w.]+)'>", message)
-    return sorted(set(named))
-
-
-_RESAVE = (
-    "re-save the bare state dict in a trusted environment, e.g. "
-    "torch.save(torch.load(IN, weights_only=False)['state_dict'], OUT)"
-)
-
-
-def _load_with_numpy_allowlist(
-    path: Path, error: pickle.UnpicklingError, allow_numpy_meta: bool
-) -> Any:
-    """Second attempt after a refused weights-only load: only numpy's globals, only on opt-in."""
-    offenders = _unsafe_globals(path, error)
-    if not offenders:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read by a weights-only torch.load: {error}"
-        ) from None
-    if not all(_NUMPY_GLOBAL.match(name) for name in offenders):
-        raise CheckpointError(
-            f"checkpoint {path} pickles objects that a weights-only load refuses: "
-            f"{', '.join(offenders)}. vidpose never unpickles arbitrary objects; {_RESAVE}"
-        ) from None
-    if not allow_numpy_meta:
-        raise CheckpointError(
-            f"checkpoint {path} stores numpy objects outside its weights (typically in 'meta'): "
-            f"{', '.join(offenders)}. Pass allow_numpy_meta=True (tools/convert_checkpoint.py: "
-            f"--allow-numpy-meta) to accept numpy's array/scalar/dtype globals, or {_RESAVE}"
-        ) from None
-    try:
-        with torch.serialization.safe_globals(_numpy_allowlist()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as second_error:
-        still = _unsafe_globals(path, second_error) or [str(second_error)]
-        raise CheckpointError(
-            f"checkpoint {path} still fails a weights-only load with numpy's globals allowed "
-            f"({', '.join(still)}); {_RESAVE}"
-        ) from None
-
-
-def read_checkpoint(path: str | Path, *, allow_numpy_meta: bool = False) -> dict[str, Tensor]:
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """Read a checkpoint file weights-only and return its flat ``{key: Tensor}`` state dict.
 
-    Unwraps ``state_dict`` / ``model`` and strips DataParallel's ``module.`` prefix. A file whose
-    metadata holds numpy arrays/scalars loads only with ``allow_numpy_meta=True``; any other
+    Unwraps ``state_dict`` / ``model`` and strips DataParallel's ``module.`` prefix. numpy
+    arrays/scalars/dtypes in the metadata are accepted (:mod:`vidpose.weights_only`); any other
     pickled global is refused with the names of the offenders (never ``weights_only=False``).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (only local files are read)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        obj = _load_with_numpy_allowlist(path, error, allow_numpy_meta)
+        obj = load_weights_only(path)
+    except UnsafeCheckpointError as error:
+        raise CheckpointError(str(error)) from None
     except Exception as exc:  # corrupt or foreign files fail in many ways inside torch.load
         raise CheckpointError(
             f"checkpoint {path} cannot be read by torch.load ({type(exc).__name__}: {exc})"
@@ -482,11 +398,40 @@ def convert_state_dict(
     return parts
 
 
-def read_pretrained(
-    path: str | Path, *, layout: str | None = None, allow_numpy_meta: bool = False
-) -> PretrainedParts:
+#: module of the single-frame (``deconv``) head whose children carry the classic pose-head names
+SINGLE_FRAME_HEAD_PREFIX = "head.decoder."
+
+
+def single_frame_model_parts(model_state: Mapping[str, Tensor], *, source: str) -> PretrainedParts | None:
+    """A trained single-frame vidpose model's state dict as pretrained parts, or None if it is not one.
+
+    A single-frame model is a vidpose backbone (``backbone.vit.*`` / ``backbone.hrnet.*``) with
+    the ``deconv`` head (``head.decoder.{deconv_layers,final_layer}.*``, the classic pose-head
+    names): exactly what an official ViTPose / pose-HRNet release holds, so any head loads from
+    it as from the release (a temporal method started from a pretrained single-frame model). A
+    backbone's own heatmap layer stands in for the head's ``final_layer`` when the head has none.
+    """
+    family = next((f for f, prefix in VIDPOSE_TRUNK_PREFIX.items() if any(k.startswith(prefix) for k in model_state)), None)
+    head_keys = [k for k in model_state if k.startswith(VIDPOSE_HEAD_PREFIX)]
+    if family is None or not head_keys or not all(k.startswith(SINGLE_FRAME_HEAD_PREFIX) for k in head_keys):
+        return None
+    trunk_prefix = VIDPOSE_TRUNK_PREFIX[family]
+    parts = PretrainedParts(source=source, layout=f"vidpose_{family}", trunk={})
+    for key, value in model_state.items():
+        if key.startswith(trunk_prefix):
+            parts.trunk[key[len(trunk_prefix):]] = value
+        elif key.startswith(SINGLE_FRAME_HEAD_PREFIX):
+            parts.head[key[len(SINGLE_FRAME_HEAD_PREFIX):]] = value
+        elif key.startswith("backbone.heatmap_layer."):
+            parts.dropped.append(key)
+        else:
+            _unknown_key(parts, key)
+    return parts
+
+
+def read_pretrained(path: str | Path, *, layout: str | None = None) -> PretrainedParts:
     """Read a checkpoint file and convert it (layout detected unless given)."""
-    state = read_checkpoint(path, allow_numpy_meta=allow_numpy_meta)
+    state = read_checkpoint(path)
     return convert_state_dict(state, layout, source=str(path))
 
 

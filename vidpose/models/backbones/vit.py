@@ -77,7 +77,6 @@ class ViTBackbone(Backbone):
         num_heads: int,
         drop_path_rate: float = 0.0,
         checkpoint: str | Path | None = None,
-        allow_numpy_meta: bool = False,
     ) -> None:
         if embed_dim % num_heads:
             raise ValueError(
@@ -99,7 +98,7 @@ class ViTBackbone(Backbone):
         )
         self.vit.patch_embed.proj.padding = PATCH_PADDING
         if checkpoint is not None:
-            self.load_pretrained(checkpoint, allow_numpy_meta=allow_numpy_meta)
+            self.load_pretrained(checkpoint)
 
     @property
     def trunk(self) -> VisionTransformer:
@@ -158,7 +157,6 @@ def _build(
     input_hw: Sequence[int],
     drop_path_rate: float,
     checkpoint: str | None,
-    allow_numpy_meta: bool,
 ) -> ViTBackbone:
     """A ``ViTBackbone`` of ``(embed_dim, depth, num_heads)``."""
     embed_dim, depth, num_heads = dims
@@ -169,7 +167,6 @@ def _build(
         num_heads=num_heads,
         drop_path_rate=drop_path_rate,
         checkpoint=checkpoint,
-        allow_numpy_meta=allow_numpy_meta,
     )
 
 
@@ -178,10 +175,9 @@ def vit_s(
     input_hw: Sequence[int],
     drop_path_rate: float = 0.1,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
 ) -> ViTBackbone:
     """ViTPose-S (D 384, depth 12, 12 heads): (N, 384, H/16, W/16)."""
-    return _build((384, 12, 12), input_hw, drop_path_rate, checkpoint, allow_numpy_meta)
+    return _build((384, 12, 12), input_hw, drop_path_rate, checkpoint)
 
 
 @BACKBONES.register("vit_b")
@@ -189,10 +185,9 @@ def vit_b(
     input_hw: Sequence[int],
     drop_path_rate: float = 0.3,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
 ) -> ViTBackbone:
     """ViTPose-B (D 768, depth 12, 12 heads): (N, 768, H/16, W/16)."""
-    return _build((768, 12, 12), input_hw, drop_path_rate, checkpoint, allow_numpy_meta)
+    return _build((768, 12, 12), input_hw, drop_path_rate, checkpoint)
 
 
 @BACKBONES.register("vit_l")
@@ -200,10 +195,9 @@ def vit_l(
     input_hw: Sequence[int],
     drop_path_rate: float = 0.5,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
 ) -> ViTBackbone:
     """ViTPose-L (D 1024, depth 24, 16 heads): (N, 1024, H/16, W/16)."""
-    return _build((1024, 24, 16), input_hw, drop_path_rate, checkpoint, allow_numpy_meta)
+    return _build((1024, 24, 16), input_hw, drop_path_rate, checkpoint)
 
 
 @BACKBONES.register("vit_h")
@@ -211,10 +205,9 @@ def vit_h(
     input_hw: Sequence[int],
     drop_path_rate: float = 0.55,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
 ) -> ViTBackbone:
     """ViTPose-H (D 1280, depth 32, 16 heads, patch 16): (N, 1280, H/16, W/16)."""
-    return _build((1280, 32, 16), input_hw, drop_path_rate, checkpoint, allow_numpy_meta)
+    return _build((1280, 32, 16), input_hw, drop_path_rate, checkpoint)
 
 
 @BACKBONES.register("vit_tiny")
@@ -225,9 +218,6 @@ def vit_tiny(
     num_heads: int = 3,
     drop_path_rate: float = 0.0,
     checkpoint: str | None = None,
-    allow_numpy_meta: bool = False,
 ) -> ViTBackbone:
     """Small ViT for CPU runs (ours; sizes overridable): (N, embed_dim, H/16, W/16)."""
-    return _build(
-        (embed_dim, depth, num_heads), input_hw, drop_path_rate, checkpoint, allow_numpy_meta
-    )
+    return _build((embed_dim, depth, num_heads), input_hw, drop_path_rate, checkpoint)

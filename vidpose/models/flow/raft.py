@@ -23,6 +23,7 @@ from torchvision.models.optical_flow import raft_small as tv_raft_small
 
 from vidpose.models.flow.base import FlowEstimator, resample_flow
 from vidpose.registry import FLOWS
+from vidpose.weights_only import load_weights_only
 
 __all__ = [
     "RAFTFlow",
@@ -59,7 +60,7 @@ def load_raft_checkpoint(model: torch.nn.Module, checkpoint: str | Path, variant
     if not path.is_file():
         raise FileNotFoundError(f"flow {variant}: checkpoint file {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path)
     except Exception as exc:  # unpickling errors come in many types; the file is the common cause
         raise ValueError(
             f"flow {variant}: could not read checkpoint {str(path)!r} with weights_only=True: {exc}"

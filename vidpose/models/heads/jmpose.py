@@ -4,10 +4,10 @@ The frozen pose HRNet gives every frame's initial heatmaps ``(B, T, K, h, w)``; 
 aggregated into the sequence heatmap ``Ĥ_t``. Motion ``M_t`` is the frozen optical flow of the
 declared frame pairs, average-pooled to the heatmap grid (``(B, 2P, h, w)`` in heatmap
 pixels). The context-aware joint learner (CJL) turns ``Ĥ_t ⊕ M_t`` into offsets and modulation
-weights of a DCNv2 that samples ``M_t`` -> joint feature ``J``; ``L`` joint-motion interaction
-blocks (JMIB) exchange information between ``J`` and ``M``; ``Υ(J^L ⊕ M^L)`` -> 3x3 convs ->
-heatmaps. Training loss: ``heatmap MSE + io_weight * Σ_i L_IO^i``
-(:mod:`vidpose.losses.mutual_information`).
+weights of a DCNv2 that samples ``Ĥ_t ⊕ M_t`` (default; ``retrieve_from="flow"``: ``M_t`` only,
+the literal Eq. 5) -> joint feature ``J``; ``L`` joint-motion interaction blocks (JMIB)
+exchange information between ``J`` and ``M``; ``Υ(J^L ⊕ M^L)`` -> 3x3 convs -> heatmaps.
+Training loss: ``heatmap MSE + io_weight * Σ_i L_IO^i`` (:mod:`vidpose.losses.mutual_information`).
 
 The information-orthogonality loss projects 48-channel maps to joint maps with the pose HRNet's
 own final 1x1 layer ``φ``. The head never calls the backbone: it keeps a frozen copy of ``φ``
@@ -16,9 +16,10 @@ as buffers, which :meth:`JMPoseHead.load_pretrained_head` fills from the pose-HR
 heatmap layer); vidpose checkpoints carry the buffers.
 
 Ablations (Tables 5-6 of the paper) are constructor options: ``use_cjl=False``,
-``use_jmml=False`` (with ``io_weight=0``), ``interaction="none"`` (without JMIB),
-``io_weight=0`` (without L_IO), ``motion="feature_difference"`` (JM-Pose*: backbone feature
-differences instead of flow).
+``use_jmml=False`` (with ``io_weight=0``: ``J`` alone feeds the detection head),
+``interaction="none"`` (without JMIB: no blocks; ``L_IO`` acts on the joint learner's ``J`` and
+the motion lifted to ``C`` channels by one conv block), ``io_weight=0`` (without L_IO),
+``motion="feature_difference"`` (JM-Pose*: backbone feature differences instead of flow).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from vidpose.models.flow.base import resample_flow
 from vidpose.models.heads.base import Head
 from vidpose.models.heads.jmpose_blocks import (
     INTERACTIONS,
+    RETRIEVAL_SOURCES,
     ContextAwareJointLearner,
     ConvBlock,
     JointMotionInteractionBlock,
@@ -89,6 +91,7 @@ class JMPoseHead(Head):
         kv_downsample: int = 1,
         flow_anchor: str = "consecutive",
         motion: str = "flow",
+        retrieve_from: str = "fused",
         use_cjl: bool = True,
         use_jmml: bool = True,
         interaction: str = "cross_attention",
@@ -102,7 +105,7 @@ class JMPoseHead(Head):
         channels = int(in_channels if channels is None else channels)
         self._check_options(
             in_channels, in_stride, heatmap_stride, num_frames, key_index, channels, num_blocks,
-            flow_anchor, motion, use_jmml, interaction, io_weight, io_reduction,
+            flow_anchor, motion, retrieve_from, use_jmml, interaction, io_weight, io_reduction,
         )
         if initial_heatmap_weight < 0 or (initial_heatmap_weight > 0 and freeze_backbone):
             raise ValueError(
@@ -121,19 +124,21 @@ class JMPoseHead(Head):
 
         self.aggregate = SequenceHeatmapAggregation(num_joints, num_frames)
         self.joint_learner = ContextAwareJointLearner(
-            num_joints, motion_channels, channels, deform_groups=num_fields, deformable=use_cjl
+            num_joints, motion_channels, channels, deform_groups=num_fields, deformable=use_cjl,
+            retrieve_from=retrieve_from,
         )
-        blocks = []
-        for i in range(num_blocks if use_jmml else 0):
-            blocks.append(
-                JointMotionInteractionBlock(
-                    channels, motion_channels if i == 0 else channels, channels,
-                    num_heads=num_heads, kv_downsample=kv_downsample, interaction=interaction,
-                )
+        self.use_jmml = use_jmml
+        interacting = use_jmml and interaction == "cross_attention"
+        self.blocks = nn.ModuleList(
+            JointMotionInteractionBlock(
+                channels, motion_channels if i == 0 else channels, channels,
+                num_heads=num_heads, kv_downsample=kv_downsample,
             )
-        self.blocks = nn.ModuleList(blocks)
-        final_motion_channels = channels if self.blocks else motion_channels
-        self.fusion = ConvBlock(channels + final_motion_channels, channels)
+            for i in range(num_blocks if interacting else 0)
+        )
+        # without JMIB the motion still meets J at C channels (fusion, L_IO): one conv block lifts it
+        self.motion_embedding = ConvBlock(motion_channels, channels) if use_jmml and not interacting else None
+        self.fusion = ConvBlock(2 * channels, channels) if use_jmml else None
         self.detection_head = nn.Sequential(ConvBlock(channels, channels), nn.Conv2d(channels, num_joints, 3, padding=1))
         # the pose networks' final-layer start: near-zero heatmaps
         nn.init.normal_(self.detection_head[-1].weight, std=0.001)
@@ -151,7 +156,7 @@ class JMPoseHead(Head):
     @staticmethod
     def _check_options(
         in_channels, in_stride, heatmap_stride, num_frames, key_index, channels, num_blocks,
-        flow_anchor, motion, use_jmml, interaction, io_weight, io_reduction,
+        flow_anchor, motion, retrieve_from, use_jmml, interaction, io_weight, io_reduction,
     ) -> None:
         if in_stride != heatmap_stride:
             raise ValueError(
@@ -171,16 +176,25 @@ class JMPoseHead(Head):
             raise ValueError(f"JM-Pose: head.flow_anchor must be one of {FLOW_ANCHORS}, got {flow_anchor!r}")
         if motion not in MOTIONS:
             raise ValueError(f"JM-Pose: head.motion must be one of {MOTIONS}, got {motion!r}")
+        if retrieve_from not in RETRIEVAL_SOURCES:
+            raise ValueError(
+                f"JM-Pose: head.retrieve_from must be one of {RETRIEVAL_SOURCES}, got {retrieve_from!r}"
+            )
         if interaction not in INTERACTIONS:
             raise ValueError(f"JM-Pose: head.interaction must be one of {INTERACTIONS}, got {interaction!r}")
+        if use_jmml and interaction == "cross_attention" and num_blocks < 1:
+            raise ValueError(
+                "JM-Pose: head.num_blocks must be >= 1 with interaction=cross_attention "
+                "(head.interaction=none is the ablation without interaction blocks)"
+            )
         if io_reduction not in REDUCTIONS:
             raise ValueError(f"JM-Pose: head.io_reduction must be one of {REDUCTIONS}, got {io_reduction!r}")
         if io_weight < 0:
             raise ValueError(f"JM-Pose: head.io_weight must be >= 0, got {io_weight}")
-        if io_weight > 0 and not (use_jmml and num_blocks > 0):
+        if io_weight > 0 and not use_jmml:
             raise ValueError(
-                "JM-Pose: the information-orthogonality loss is defined on the interaction blocks' outputs; "
-                "with use_jmml=false or num_blocks=0 set head.io_weight=0"
+                "JM-Pose: the information-orthogonality loss is part of joint-motion mutual learning; "
+                "with use_jmml=false set head.io_weight=0"
             )
         if io_weight > 0 and channels != in_channels:
             raise ValueError(
@@ -221,7 +235,8 @@ class JMPoseHead(Head):
         """Initial heatmaps ``(B, T, K, h, w)`` + flows -> ``{"heatmaps": (B, K, h, w), ...}``.
 
         Also returned: ``"sequence_heatmap"`` ``Ĥ_t`` ``(B, K, h, w)`` and, with the IO loss on,
-        every block's ``"joint_features"`` / ``"motion_features"`` ``(B, L, C, h, w)``.
+        every block's ``"joint_features"`` / ``"motion_features"`` ``(B, L, C, h, w)`` (without
+        JMIB, ``L = 1``: the joint learner's ``J`` and the lifted motion).
         """
         if initial_heatmaps is None:
             raise ValueError("JM-Pose needs the backbone's initial heatmaps (PoseModel passes them)")
@@ -234,7 +249,13 @@ class JMPoseHead(Head):
             joint, motion = block(joint, motion)
             joints.append(joint)
             motions.append(motion)
-        heatmaps = self.detection_head(self.fusion(torch.cat([joint, motion.to(joint.dtype)], dim=1)))
+        if self.motion_embedding is not None:
+            motion = self.motion_embedding(motion.to(joint.dtype))
+            joints, motions = [joint], [motion]
+        if self.use_jmml:
+            heatmaps = self.detection_head(self.fusion(torch.cat([joint, motion.to(joint.dtype)], dim=1)))
+        else:
+            heatmaps = self.detection_head(joint)
         outputs = {"heatmaps": heatmaps, "sequence_heatmap": sequence}
         if self.initial_heatmap_weight > 0:
             outputs["initial_heatmaps"] = initial_heatmaps

@@ -20,9 +20,10 @@ __all__ = [
     "ContextAwareJointLearner",
     "JointMotionInteractionBlock",
     "INTERACTIONS",
+    "RETRIEVAL_SOURCES",
 ]
 
-#: what a JMIB exchanges between J and M: bidirectional cross attention + gating, or nothing
+#: the head's joint-motion interaction: L JMIBs (cross attention + gating), or none ("without JMIB")
 INTERACTIONS = ("cross_attention", "none")
 
 
@@ -79,29 +80,50 @@ class SequenceHeatmapAggregation(nn.Module):
         return self.conv(heatmaps.transpose(1, 2).flatten(1, 2))
 
 
+#: what the CJL's deformable convolution samples: the fused input ``Ĥ_t ⊕ M_t`` or the flow alone
+RETRIEVAL_SOURCES = ("fused", "flow")
+
+
 class ContextAwareJointLearner(nn.Module):
     """CJL: sequence heatmap ``(B, K, h, w)`` + motion ``(B, Cm, h, w)`` -> joint feature ``(B, C, h, w)``.
 
     ``R = ResidualBlock(ConvBlock(cat[H, M]))``; offsets ``JO`` and modulation ``JW`` come from
     their own residual block + 3x3 conv (zero-initialised: offsets 0, modulation 0.5); ``J =
-    ReLU(BN(DCNv2(M; JO, JW)))`` with ``deform_groups`` groups (one per motion field, so both
-    components of a flow move together). With ``deformable=False`` (the "without CJL"
-    ablation) ``J = R``: the same fused input, no learned sampling of the motion.
+    ReLU(BN(DCNv2(X; JO, JW)))``. ``retrieve_from="fused"`` samples ``X = cat[H, M]`` (R's
+    input) with one offset group, so the joint evidence of the heatmaps reaches ``J`` even where
+    the flow is zero; ``"flow"`` is the literal Eq. 5, ``X = M`` with ``deform_groups`` groups
+    (one per motion field), where the image reaches ``J`` only through the offsets and
+    modulation. With ``deformable=False`` (the "without CJL" ablation) ``J = R``: the same
+    fused input, no learned sampling.
     """
 
     def __init__(
-        self, num_joints: int, motion_channels: int, channels: int, deform_groups: int, deformable: bool = True
+        self,
+        num_joints: int,
+        motion_channels: int,
+        channels: int,
+        deform_groups: int,
+        deformable: bool = True,
+        retrieve_from: str = "fused",
     ) -> None:
         super().__init__()
+        if retrieve_from not in RETRIEVAL_SOURCES:
+            raise ValueError(f"CJL: retrieve_from must be one of {RETRIEVAL_SOURCES}, got {retrieve_from!r}")
         if motion_channels % deform_groups:
             raise ValueError(
                 f"CJL: the {motion_channels} motion channels must split into {deform_groups} offset groups"
             )
         self.fuse = nn.Sequential(ConvBlock(num_joints + motion_channels, channels), ResidualBlock(channels))
         self.deformable = deformable
+        self.retrieve_from = retrieve_from
         if deformable:
+            fused = retrieve_from == "fused"
             self.dcn = ModulatedDeformConv2d(
-                motion_channels, channels, kernel_size=3, deform_groups=deform_groups, bias=False
+                num_joints + motion_channels if fused else motion_channels,
+                channels,
+                kernel_size=3,
+                deform_groups=1 if fused else deform_groups,
+                bias=False,
             )
             self.offset_branch = nn.Sequential(
                 ResidualBlock(channels), nn.Conv2d(channels, self.dcn.offset_channels, 3, padding=1)
@@ -116,12 +138,14 @@ class ContextAwareJointLearner(nn.Module):
 
     def forward(self, heatmap: Tensor, motion: Tensor) -> Tensor:
         """``(B, K, h, w)``, ``(B, Cm, h, w)`` -> ``(B, C, h, w)``."""
-        fused = self.fuse(torch.cat([heatmap, motion], dim=1))
+        inputs = torch.cat([heatmap, motion.to(heatmap.dtype)], dim=1)
+        fused = self.fuse(inputs)
         if not self.deformable:
             return fused
+        source = inputs if self.retrieve_from == "fused" else motion
         offsets = self.offset_branch(fused)
         modulation = torch.sigmoid(self.modulation_branch(fused))
-        return self.norm(self.dcn(motion, offsets.to(motion.dtype), modulation.to(motion.dtype)))
+        return self.norm(self.dcn(source, offsets.to(source.dtype), modulation.to(source.dtype)))
 
 
 class JointMotionInteractionBlock(nn.Module):
@@ -133,8 +157,6 @@ class JointMotionInteractionBlock(nn.Module):
        ``Ĵ' = attn(Q_j, K_m, V_m) + Ĵ``, ``M̂' = attn(Q_m, K_j, V_j) + M̂``; ``kv_downsample`` r
        average-pools the key/value side by r x r (memory on small GPUs);
     3. ``[A_j, A_m] = chunk(sigmoid(Conv1x1(cat[Ĵ', M̂'])), 2)``; ``J' = A_j Ĵ'``, ``M' = A_m M̂'``.
-
-    ``interaction="none"`` (the "without JMIB" ablation) keeps only step 1.
     """
 
     def __init__(
@@ -144,22 +166,18 @@ class JointMotionInteractionBlock(nn.Module):
         channels: int,
         num_heads: int = 1,
         kv_downsample: int = 1,
-        interaction: str = "cross_attention",
     ) -> None:
         super().__init__()
-        if interaction not in INTERACTIONS:
-            raise ValueError(f"JMIB: interaction must be one of {INTERACTIONS}, got {interaction!r}")
         if num_heads < 1 or channels % num_heads:
             raise ValueError(f"JMIB: num_heads={num_heads} must be >= 1 and divide channels={channels}")
         if kv_downsample < 1:
             raise ValueError(f"JMIB: kv_downsample must be >= 1, got {kv_downsample}")
-        self.num_heads, self.kv_downsample, self.interaction = num_heads, kv_downsample, interaction
+        self.num_heads, self.kv_downsample = num_heads, kv_downsample
         self.joint_conv = ConvBlock(joint_channels, channels)
         self.motion_conv = ConvBlock(motion_channels, channels)
-        if interaction == "cross_attention":
-            self.joint_qkv = nn.ModuleDict({n: nn.Conv2d(channels, channels, 1) for n in ("query", "key", "value")})
-            self.motion_qkv = nn.ModuleDict({n: nn.Conv2d(channels, channels, 1) for n in ("query", "key", "value")})
-            self.gate = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.joint_qkv = nn.ModuleDict({n: nn.Conv2d(channels, channels, 1) for n in ("query", "key", "value")})
+        self.motion_qkv = nn.ModuleDict({n: nn.Conv2d(channels, channels, 1) for n in ("query", "key", "value")})
+        self.gate = nn.Conv2d(2 * channels, 2 * channels, 1)
 
     def _tokens(self, x: Tensor) -> Tensor:
         """``(B, C, h, w) -> (B, heads, h*w, C/heads)``."""
@@ -180,8 +198,6 @@ class JointMotionInteractionBlock(nn.Module):
     def forward(self, joint: Tensor, motion: Tensor) -> tuple[Tensor, Tensor]:
         """``J (B, Cj, h, w)``, ``M (B, Cm, h, w)`` -> ``(J', M')``, each ``(B, C, h, w)``."""
         j, m = self.joint_conv(joint), self.motion_conv(motion)
-        if self.interaction == "none":
-            return j, m
         j_att = self._attend(j, self.joint_qkv["query"], m, self.motion_qkv) + j
         m_att = self._attend(m, self.motion_qkv["query"], j, self.joint_qkv) + m
         gate_j, gate_m = torch.sigmoid(self.gate(torch.cat([j_att, m_att], dim=1))).chunk(2, dim=1)

@@ -17,8 +17,10 @@ tokens):
 
 Ablation switches (paper Tables 4-6, see ``docs/methods/vremd.md``): ``hkme=False`` (no keypoint
 tokens, so ``H_t = H_m``, and BMD is constrained by the key frame's tokens), ``bmd=False`` (``H_m``
-aggregates ``F`` instead of ``M``), ``masks`` (``both|human|keypoint|none``),
-``motion_attention`` (``dca|dc|da``), ``bidirectional``.
+aggregates ``F`` instead of ``M``), ``masks`` (``both|human|keypoint|none``: a removed mask
+removes its stage and tokens; without keypoint tokens ``H_t = H_m``), ``motion_attention``
+(``dca``, or the Table 6 replacements of the whole ADC block ``dc`` (DCNv1) and ``da``),
+``bidirectional``.
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ class VREMDHead(Head):
     """VREMD: all three frames through a (frozen) backbone, HKME + BMD, ``H_t = w_k H_k + w_m H_m``.
 
     Features ``(B, 3, D, h, w)`` -> ``{"heatmaps": H_t, "motion_heatmaps": H_m}`` (all
-    ``(B, K, h', w')``), plus ``"keypoint_heatmaps": H_k``, ``"human_mask": (B, 3, N)`` and
-    ``"keypoint_mask": (B, 3, N)`` when HKME is on.
+    ``(B, K, h', w')``), plus ``"keypoint_heatmaps": H_k`` and ``"keypoint_mask": (B, 3, N)``
+    with HKME's keypoint stage and ``"human_mask": (B, 3, N)`` with its human stage.
     """
 
     frames = "all"
@@ -177,9 +179,10 @@ class VREMDHead(Head):
                 temporal_blocks=temporal_blocks,
                 masks=masks,
             )
-            self.keypoint_head = KeypointTokenHeatmapHead(
-                dim, keypoint_head_hidden, self.heatmap_hw
-            )
+            if self.hkme.use_keypoint_mask:
+                self.keypoint_head = KeypointTokenHeatmapHead(
+                    dim, keypoint_head_hidden, self.heatmap_hw
+                )
         self.bmd: BidirectionalMotionDisentanglement | None = None
         if bmd:
             self.bmd = BidirectionalMotionDisentanglement(
@@ -241,11 +244,13 @@ class VREMDHead(Head):
         if self.hkme is not None:
             enhanced = self.hkme(tokens)
             constraint = stream = enhanced["enhanced"]
-            outputs["keypoint_heatmaps"] = self.keypoint_head(
-                enhanced["keypoint_tokens"][:, self.key_index]
-            )
-            outputs["human_mask"] = enhanced["human_mask"]
-            outputs["keypoint_mask"] = enhanced["keypoint_mask"]
+            if self.keypoint_head is not None:
+                outputs["keypoint_heatmaps"] = self.keypoint_head(
+                    enhanced["keypoint_tokens"][:, self.key_index]
+                )
+            for name in ("human_mask", "keypoint_mask"):
+                if name in enhanced:
+                    outputs[name] = enhanced[name]
         if self.bmd is not None:
             k = self.key_index
             stream = self.bmd(

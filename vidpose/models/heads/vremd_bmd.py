@@ -9,10 +9,14 @@ An ADC block has two branches on the motion ``x``:
   offsets from ``W_q x`` concatenated with ``W_z F``), queries from the motion;
 - a cross attention with queries from ``F`` and keys/values from the motion;
 
-then ``x <- x + MLP(cat[a, c])``. Ablation operators (``motion_attention``): ``dc`` a modulated
-deformable 3x3 conv whose offsets and mask come from the motion itself, ``da`` single-scale
-Deformable-DETR attention with queries from the motion. With ``bidirectional=False`` the two
-directions are merged *before* one ADC stack instead of after two.
+then ``x <- x + MLP(cat[a, c])``. The paper's Table 6 replaces the whole ADC block
+(``motion_attention``): ``dc`` by a block around the plain deformable 3x3 convolution of Dai et
+al. 2017 (DCNv1, no modulation), ``da`` by a block around single-scale Deformable-DETR
+attention; neither has the cross attention. The constraint ``F`` keeps the one role it has in
+DCA (Eq. 3, ``Δp = θ(ψ(q ⊕ z))``): it steers where the operator samples (DC's offsets come from
+``x ⊕ F``, DA's query is ``x + W_z F``), so the rows differ only in the operator. With
+``bidirectional=False`` the two directions are merged *before* one block stack instead of after
+two.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ __all__ = [
     "AdaptiveDeformableCrossBlock",
     "BidirectionalMotionDisentanglement",
     "ConstrainedDeformableAttention",
+    "DeformableOperatorBlock",
     "MotionDeformableConv",
     "MotionDeformableDETRAttention",
-    "build_motion_attention",
+    "build_motion_block",
 ]
 
-#: values of the ``motion_attention`` switch: the ADC block's deformable operator
+#: values of the ``motion_attention`` switch: ADC blocks (dca) or the Table 6 replacements (dc, da)
 MOTION_ATTENTION_CHOICES = ("dca", "dc", "da")
 
 
@@ -76,42 +81,64 @@ class ConstrainedDeformableAttention(nn.Module):
 
 
 class MotionDeformableConv(nn.Module):
-    """Ablation "DC": DCNv2 3x3 on the motion map, offsets and mask predicted from the motion.
+    """Table 6 "DC": DCNv1 3x3 (Dai et al. 2017) on the motion map, offsets from ``x ⊕ F``.
 
-    ``(x (B, N, e), constraint, grid_hw) -> (B, N, e)``; the constraint is not used (a
-    deformable conv has no second input).
+    ``(x (B, N, e), constraint (B, N, e), grid_hw) -> (B, N, e)``; no modulation mask.
     """
 
     def __init__(self, dim: int, num_groups: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.conv = ModulatedDeformConvWithOffsets(
-            dim, dim, offset_in_channels=dim, kernel_size=kernel_size, deform_groups=num_groups
+            dim, dim, offset_in_channels=2 * dim, kernel_size=kernel_size, deform_groups=num_groups,
+            modulated=False,
         )
 
     def forward(self, x: Tensor, constraint: Tensor, grid_hw: tuple[int, int]) -> Tensor:
-        """Motion ``(B, N, e)`` -> ``(B, N, e)``."""
+        """Motion ``(B, N, e)`` steered by the constraint ``(B, N, e)`` -> ``(B, N, e)``."""
         motion = _to_map(x, grid_hw)
-        return _to_tokens(self.conv(motion, motion))
+        return _to_tokens(self.conv(motion, torch.cat((motion, _to_map(constraint, grid_hw)), dim=1)))
 
 
 class MotionDeformableDETRAttention(nn.Module):
-    """Ablation "DA": Deformable-DETR attention, queries and values from the motion.
+    """Table 6 "DA": Deformable-DETR attention with query ``x + W_z F`` and values from the motion.
 
     Each motion token reads ``num_points`` points per head around its own grid cell.
-    ``(x (B, N, e), constraint, grid_hw) -> (B, N, e)``; the constraint is not used.
+    ``(x (B, N, e), constraint (B, N, e), grid_hw) -> (B, N, e)``.
     """
 
     def __init__(self, dim: int, num_heads: int, num_points: int) -> None:
         super().__init__()
+        self.proj_z = nn.Linear(dim, dim)
         self.attention = DeformableDETRAttention(dim, num_heads=num_heads, num_points=num_points)
 
     def forward(self, x: Tensor, constraint: Tensor, grid_hw: tuple[int, int]) -> Tensor:
-        """Motion ``(B, N, e)`` -> ``(B, N, e)``."""
+        """Motion ``(B, N, e)`` steered by the constraint ``(B, N, e)`` -> ``(B, N, e)``."""
         reference = pixel_centres(grid_hw, device=x.device, dtype=torch.float32).reshape(1, -1, 2)
-        return self.attention(x, _to_map(x, grid_hw), reference.expand(x.shape[0], -1, -1))
+        query = x + self.proj_z(constraint)
+        return self.attention(query, _to_map(x, grid_hw), reference.expand(x.shape[0], -1, -1))
 
 
-def build_motion_attention(
+class DeformableOperatorBlock(nn.Module):
+    """A Table 6 replacement of the ADC block: ``x <- x + MLP(op(LN x, LN F))``.
+
+    ``(x (B, N, e), constraint (B, N, e), grid_hw) -> (B, N, e)``; ``op`` is DC or DA (no cross
+    attention branch), the MLP ``Linear(e -> e) - GELU - Linear(e -> e)``, the ADC block's output
+    MLP for one branch instead of two.
+    """
+
+    def __init__(self, dim: int, operator: nn.Module) -> None:
+        super().__init__()
+        self.norm_motion = nn.LayerNorm(dim, eps=1e-6)
+        self.norm_constraint = nn.LayerNorm(dim, eps=1e-6)
+        self.operator = operator
+        self.mlp = Mlp(dim, hidden_features=dim, out_features=dim)
+
+    def forward(self, x: Tensor, constraint: Tensor, grid_hw: tuple[int, int]) -> Tensor:
+        """Motion ``(B, N, e)`` constrained by ``(B, N, e)`` -> updated motion ``(B, N, e)``."""
+        return x + self.mlp(self.operator(self.norm_motion(x), self.norm_constraint(constraint), grid_hw))
+
+
+def build_motion_block(
     kind: str,
     dim: int,
     num_heads: int,
@@ -120,20 +147,20 @@ def build_motion_attention(
     offset_range: float,
     da_points: int,
 ) -> nn.Module:
-    """The ADC block's deformable branch named by ``kind`` (``dca`` | ``dc`` | ``da``)."""
+    """One block of a BMD stack named by ``kind``: an ADC block (``dca``) or its ``dc``/``da`` replacement."""
     if kind == "dca":
-        return ConstrainedDeformableAttention(
-            dim, num_heads, num_groups, offset_kernel, offset_range
+        return AdaptiveDeformableCrossBlock(
+            dim, num_heads, num_groups=num_groups, offset_kernel=offset_kernel, offset_range=offset_range
         )
     if kind == "dc":
-        return MotionDeformableConv(dim, num_groups)
+        return DeformableOperatorBlock(dim, MotionDeformableConv(dim, num_groups))
     if kind == "da":
-        return MotionDeformableDETRAttention(dim, num_heads, da_points)
+        return DeformableOperatorBlock(dim, MotionDeformableDETRAttention(dim, num_heads, da_points))
     raise ValueError(f"motion_attention: expected one of {MOTION_ATTENTION_CHOICES}, got {kind!r}")
 
 
 class AdaptiveDeformableCrossBlock(nn.Module):
-    """ADC block: ``x <- x + MLP(cat[deformable(LN x, LN F), CrossAttn(q=LN F, kv=LN x)])``.
+    """ADC block: ``x <- x + MLP(cat[DCA(LN x, LN F), CrossAttn(q=LN F, kv=LN x)])``.
 
     ``(x (B, N, e), constraint (B, N, e), grid_hw) -> (B, N, e)``; the MLP is
     ``Linear(2e -> e) - GELU - Linear(e -> e)``.
@@ -143,17 +170,15 @@ class AdaptiveDeformableCrossBlock(nn.Module):
         self,
         dim: int,
         num_heads: int,
-        motion_attention: str = "dca",
         num_groups: int = 4,
         offset_kernel: int = 5,
         offset_range: float = 2.0,
-        da_points: int = 4,
     ) -> None:
         super().__init__()
         self.norm_motion = nn.LayerNorm(dim, eps=1e-6)
         self.norm_constraint = nn.LayerNorm(dim, eps=1e-6)
-        self.motion_attention = build_motion_attention(
-            motion_attention, dim, num_heads, num_groups, offset_kernel, offset_range, da_points
+        self.motion_attention = ConstrainedDeformableAttention(
+            dim, num_heads, num_groups, offset_kernel, offset_range
         )
         self.cross_attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.mlp = Mlp(2 * dim, hidden_features=dim, out_features=dim)
@@ -191,14 +216,8 @@ class BidirectionalMotionDisentanglement(nn.Module):
 
         def stack() -> nn.ModuleList:
             return nn.ModuleList(
-                AdaptiveDeformableCrossBlock(
-                    dim,
-                    num_heads,
-                    motion_attention=motion_attention,
-                    num_groups=num_groups,
-                    offset_kernel=offset_kernel,
-                    offset_range=offset_range,
-                    da_points=da_points,
+                build_motion_block(
+                    motion_attention, dim, num_heads, num_groups, offset_kernel, offset_range, da_points
                 )
                 for _ in range(num_blocks)
             )

@@ -12,9 +12,10 @@ Three stages on the patch tokens of the ``T`` frames of a clip:
 3. spatial blocks per frame, temporal blocks per location, then a token-axis MLP that reduces the
    ``T*N`` tokens to ``N``: the enhanced feature ``F``.
 
-Blocks are timm's pre-norm ViT ``Block``. The mask switches only skip the multiplications, so
-an ablation without a mask keeps the same blocks and tokens (the tokens still take part in the
-attention).
+Blocks are timm's pre-norm ViT ``Block``. The ``masks`` switch removes a stage with its mask
+(Table 5(a) of the paper): without the human mask there is no human token and no human blocks;
+without the keypoint mask no keypoint tokens and no keypoint blocks (hence no ``H_k``);
+``masks="none"`` is the spatio-temporal transformer alone.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def vit_blocks(dim: int, num_heads: int, mlp_ratio: float, depth: int) -> nn.Seq
 class HumanKeypointMaskEnhancement(nn.Module):
     """HKME: patch tokens ``(B, T, N, e)`` -> enhanced feature ``(B, N, e)`` and keypoint tokens.
 
-    ``forward`` returns ``{"enhanced": (B, N, e), "keypoint_tokens": (B, T, J, e),
-    "human_mask": (B, T, N), "keypoint_mask": (B, T, N)}``.
+    ``forward`` returns ``{"enhanced": (B, N, e)}`` plus, for the stages that exist,
+    ``"human_mask": (B, T, N)``, ``"keypoint_tokens": (B, T, J, e)`` and ``"keypoint_mask": (B, T, N)``.
     """
 
     def __init__(
@@ -85,11 +86,14 @@ class HumanKeypointMaskEnhancement(nn.Module):
         )
         self.use_human_mask = masks in ("both", "human")
         self.use_keypoint_mask = masks in ("both", "keypoint")
-        self.human_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.keypoint_tokens = nn.Parameter(torch.zeros(num_frames, num_joints, dim))
         self.frame_embed = nn.Parameter(torch.zeros(num_frames, 1, dim))
-        self.human_blocks = vit_blocks(dim, num_heads, mlp_ratio, human_blocks)
-        self.keypoint_blocks = vit_blocks(dim, num_heads, mlp_ratio, keypoint_blocks)
+        self.human_token = self.human_blocks = self.keypoint_tokens = self.keypoint_blocks = None
+        if self.use_human_mask:
+            self.human_token = nn.Parameter(torch.zeros(1, 1, dim))
+            self.human_blocks = vit_blocks(dim, num_heads, mlp_ratio, human_blocks)
+        if self.use_keypoint_mask:
+            self.keypoint_tokens = nn.Parameter(torch.zeros(num_frames, num_joints, dim))
+            self.keypoint_blocks = vit_blocks(dim, num_heads, mlp_ratio, keypoint_blocks)
         self.spatial_blocks = vit_blocks(dim, num_heads, mlp_ratio, spatial_blocks)
         self.temporal_blocks = vit_blocks(dim, num_heads, mlp_ratio, temporal_blocks)
         # token-axis MLP: T*N tokens -> N (spec 2.2, "MLP token dimensionality reduction")
@@ -99,7 +103,8 @@ class HumanKeypointMaskEnhancement(nn.Module):
             nn.Linear(num_tokens, num_tokens),
         )
         for token in (self.human_token, self.keypoint_tokens, self.frame_embed):
-            nn.init.trunc_normal_(token, std=0.02)
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)
 
     def human_stage(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Per-frame tokens ``(B*T, N, e)`` -> (coarse ``(B*T, N, e)``, human mask ``(B*T, N)``)."""
@@ -107,8 +112,7 @@ class HumanKeypointMaskEnhancement(nn.Module):
         out = self.human_blocks(sequence)
         human, patches = out[:, :1], out[:, 1:]
         mask = torch.sigmoid((patches @ human.transpose(1, 2)).squeeze(-1) / math.sqrt(self.dim))
-        coarse = patches * mask.unsqueeze(-1) if self.use_human_mask else patches
-        return coarse, mask
+        return patches * mask.unsqueeze(-1), mask
 
     def keypoint_stage(self, coarse: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Coarse ``(B, T, N, e)`` -> filtered ``(B, T, N, e)``, keypoint tokens, keypoint mask.
@@ -123,8 +127,7 @@ class HumanKeypointMaskEnhancement(nn.Module):
         keypoint_tokens, patches = out[:, :, :j], out[:, :, j:]
         logits = keypoint_tokens.reshape(b, t * j, e) @ patches.reshape(b, t * n, e).transpose(1, 2)
         mask = (logits / math.sqrt(e)).softmax(dim=-1).sum(dim=1).reshape(b, t, n)
-        filtered = patches * mask.unsqueeze(-1) if self.use_keypoint_mask else patches
-        return filtered, keypoint_tokens, mask
+        return patches * mask.unsqueeze(-1), keypoint_tokens, mask
 
     def forward(self, tokens: Tensor) -> dict[str, Tensor]:
         """Patch tokens ``(B, T, N, e)`` -> enhanced feature, keypoint tokens and both masks."""
@@ -134,17 +137,19 @@ class HumanKeypointMaskEnhancement(nn.Module):
                 f"HKME built for (B, {self.num_frames}, {self.num_tokens}, {self.dim}) tokens, "
                 f"got {tuple(tokens.shape)}"
             )
-        coarse, human_mask = self.human_stage(tokens.reshape(b * t, n, e))
-        filtered, keypoint_tokens, keypoint_mask = self.keypoint_stage(coarse.reshape(b, t, n, e))
+        outputs: dict[str, Tensor] = {}
+        filtered = tokens
+        if self.use_human_mask:
+            coarse, human_mask = self.human_stage(tokens.reshape(b * t, n, e))
+            filtered = coarse.reshape(b, t, n, e)
+            outputs["human_mask"] = human_mask.reshape(b, t, n)
+        if self.use_keypoint_mask:
+            filtered, keypoint_tokens, keypoint_mask = self.keypoint_stage(filtered)
+            outputs["keypoint_tokens"], outputs["keypoint_mask"] = keypoint_tokens, keypoint_mask
         spatial = self.spatial_blocks(filtered.reshape(b * t, n, e)).reshape(b, t, n, e)
         per_location = (spatial + self.frame_embed).transpose(1, 2).reshape(b * n, t, e)
         temporal = self.temporal_blocks(per_location).reshape(b, n, t, e).transpose(1, 2)
         enhanced = self.token_reduction(temporal.reshape(b, t * n, e).transpose(1, 2)).transpose(
             1, 2
         )
-        return {
-            "enhanced": enhanced,
-            "keypoint_tokens": keypoint_tokens,
-            "human_mask": human_mask.reshape(b, t, n),
-            "keypoint_mask": keypoint_mask,
-        }
+        return {"enhanced": enhanced, **outputs}

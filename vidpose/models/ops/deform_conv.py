@@ -170,6 +170,8 @@ class ModulatedDeformConvWithOffsets(nn.Module):
     receptive field as the kernel they steer. Both start at weight 0 and bias 0: offsets 0 and
     mask 0.5. With ``identity_init`` the main weight is the identity on the centre tap, so at
     initialisation the layer returns ``0.5 * x`` (the MTPose fusion start, spec section 1.6).
+    ``modulated=False`` is the plain deformable convolution of Dai et al. 2017 (DCNv1): no mask
+    conv, every tap weighted 1.
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class ModulatedDeformConvWithOffsets(nn.Module):
         deform_groups: int = 1,
         bias: bool = True,
         identity_init: bool = False,
+        modulated: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(offset_in_channels, int) or offset_in_channels <= 0:
@@ -204,16 +207,20 @@ class ModulatedDeformConvWithOffsets(nn.Module):
             kernel_size=kernel_size, stride=stride, padding=self.conv.padding, dilation=dilation
         )
         self.offset_conv = nn.Conv2d(offset_in_channels, self.conv.offset_channels, **conv_args)
-        self.mask_conv = nn.Conv2d(offset_in_channels, self.conv.mask_channels, **conv_args)
+        self.mask_conv = (
+            nn.Conv2d(offset_in_channels, self.conv.mask_channels, **conv_args) if modulated else None
+        )
         for layer in (self.offset_conv, self.mask_conv):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         if identity_init:
             self.conv.init_identity()
 
-    def predict_offsets(self, guide: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide ``(B, Cg, H, W)`` -> offset ``(B, 2Gk², Ho, Wo)``, mask ``(B, Gk², Ho, Wo)``."""
-        return self.offset_conv(guide), torch.sigmoid(self.mask_conv(guide))
+    def predict_offsets(self, guide: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Guide ``(B, Cg, H, W)`` -> offset ``(B, 2Gk², Ho, Wo)``, mask ``(B, Gk², Ho, Wo)`` or None (DCNv1)."""
+        mask = None if self.mask_conv is None else torch.sigmoid(self.mask_conv(guide))
+        return self.offset_conv(guide), mask
 
     def forward(self, x: Tensor, guide: Tensor) -> Tensor:
         """``x (B, Cin, H, W)`` deformed as the guide ``(B, Cg, H, W)`` -> ``(B, Cout, Ho, Wo)``."""

@@ -27,6 +27,7 @@ official checkpoint loads through :func:`convert_official_state_dict`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -290,16 +291,20 @@ class HANet(nn.Module):
 def convert_official_state_dict(state: Mapping[str, Tensor], num_levels: int) -> dict[str, Tensor]:
     """An official HANet ``state_dict`` (``transformer.*`` keys, optional ``module.``) -> :class:`HANet` keys.
 
-    Drops the never-used last projection ``projection.{num_levels - 1}``; any other key that is
+    Drops what the official model creates but never uses: the last projection
+    ``projection.{num_levels - 1}`` and, in a pre-norm model, the per-level LayerNorms
+    ``encoder_norm.{level}`` (its encoder stacks are built without them). Any other key that is
     not the official model's raises, naming it.
     """
     out: dict[str, Tensor] = {}
-    unused = f"projection.{num_levels - 1}."
+    unused = re.compile(
+        rf"^(projection\.{num_levels - 1}|encoder_norm\.({'|'.join(str(lv) for lv in range(num_levels))}))\."
+    )
     for key, value in state.items():
         name = key[len("module."):] if key.startswith("module.") else key
         if not name.startswith("transformer."):
             raise KeyError(f"official HANet state_dict: unexpected key {key!r} (expected 'transformer.*')")
         name = name[len("transformer."):]
-        if not name.startswith(unused):
+        if not unused.match(name):
             out[name] = value
     return out
