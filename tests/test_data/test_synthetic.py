@@ -473,7 +473,7 @@ def test_manifest_reports_counts_and_quality(tiny_root: Path) -> None:
     manifest = syn.load_manifest(tiny_root)
     stats = manifest["stats"]
     assert (
-        manifest["config"] == json.loads(json.dumps(dataclasses.asdict(TINY)))
+        manifest["config"] == json.loads(json.dumps(TINY.as_dict()))
         and manifest["preset"] == "tiny"
     )
     assert (

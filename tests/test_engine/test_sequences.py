@@ -225,8 +225,29 @@ def test_identity_refiner_scores_like_its_input_on_both_benchmarks(pt_val, jhmdb
         assert metrics["refined/error_px"] == pytest.approx(4.0 * np.sqrt(2), abs=1e-3)
         assert metrics["input/error_px"] == pytest.approx(4.0 * np.sqrt(2), abs=1e-6)
         if benchmark == "jhmdb":
+            # every frame annotated: a constant shift accelerates exactly as the GT does
+            assert metrics["input/accel_error_px"] == pytest.approx(0.0, abs=1e-6)
             assert metrics["refined/PCK@0.1/Avg"] == pytest.approx(metrics["input/PCK@0.1/Avg"])
             assert "N=5, Q=2, step=1" in metrics["protocol"] and "all frames" in metrics["protocol_all_frames"]
         else:
             assert metrics["refined/mAP"] == pytest.approx(metrics["input/mAP"], abs=1e-6)
             assert (tmp_path / benchmark / "t" / "refined").is_dir()
+
+
+def test_acceleration_error_counts_only_runs_of_consecutive_frames():
+    from vidpose.engine.sequences import _accel_error_px
+
+    def sequence(frames, pred_x):
+        n = len(frames)
+        gt = np.zeros((n, 1, 2))
+        pred = gt.copy()
+        pred[:, 0, 0] = pred_x
+        return PoseSequence(
+            "v", 1, np.asarray(frames), np.asarray(frames), pred, np.ones((n, 1)), gt, np.ones((n, 1), np.float32),
+            np.zeros((n, 4)), np.ones(n), np.zeros((n, 2)), np.ones((n, 2)), np.zeros((n, 2)),
+        )
+
+    # frames 0, 1, 2: a = 0 - 2 * 3 + 0 = -6 -> |a_pred - a_gt| = 6
+    assert _accel_error_px([sequence([0, 1, 2], [0.0, 3.0, 0.0])]) == pytest.approx(6.0)
+    # frames 0, 1, 5, 6: no run of three consecutive frames, nothing to average
+    assert np.isnan(_accel_error_px([sequence([0, 1, 5, 6], [0.0, 3.0, 0.0, 3.0])]))

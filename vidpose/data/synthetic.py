@@ -10,6 +10,12 @@ rectangles, and writes two datasets under one cached root:
 - ``jhmdb/``: the raw Sub-JHMDB layout (``Rename_Images``, ``joint_positions``,
   ``puppet_mask``, ``sub_splits``), one person per clip, 15 joints, all inside the frame.
 
+With ``SyntheticConfig.degradation`` set (the ``degraded`` presets), single frames of single
+people are also degraded (defocus, sensor noise, a one-frame occluder, a motion-blur burst;
+``vidpose/data/degradations.py``) and a sidecar per video lists the degraded joints
+(``posetrack18/degraded/<split>/<video>.json``, ``jhmdb/degraded/<class>/<clip>.json``;
+``vidpose/data/degraded.py``). Degraded joints stay annotated.
+
 The readers of the real benchmarks load them (``DATASETS`` keys ``synthetic`` and
 ``synthetic_jhmdb`` delegate to ``posetrack18`` and ``jhmdb``); nothing here is a special path.
 
@@ -43,6 +49,14 @@ import cv2
 import numpy as np
 import scipy.io
 
+from vidpose.data.degraded import DegradedEntry, jhmdb_sidecar_path, write_degraded_file
+from vidpose.data.degradations import (
+    Degradation,
+    DegradationConfig,
+    apply_degradation,
+    degradation_config,
+    sample_degradations,
+)
 from vidpose.data.index import VideoPoseIndex
 from vidpose.data.keypoints import JHMDB, POSETRACK
 from vidpose.registry import DATASETS
@@ -55,6 +69,7 @@ __all__ = [
     "generate",
     "default_cache_root",
     "dataset_dir",
+    "identity",
     "detections_path",
     "load_manifest",
     "PersonMotion",
@@ -145,6 +160,7 @@ class SyntheticConfig:
     det_false_positives: float = 0.3  # mean number of false-positive boxes per frame
     jhmdb_clips_per_class: int = 6  # clips of each class in JHMDB_CLASSES
     jhmdb_num_frames: int = 24
+    degradation: DegradationConfig | None = None  # single-frame degradations (None: off)
 
     def __post_init__(self) -> None:
         for name in ("body_size", "fast_amplitude", "fast_frequency", "occluder_size"):
@@ -196,11 +212,16 @@ class SyntheticConfig:
                 f"SyntheticConfig.jpeg_quality must lie in [1, 100], got {self.jpeg_quality}"
             )
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every parameter; ``degradation`` only when set, so configs without it keep their hash."""
+        out = dataclasses.asdict(self)
+        if self.degradation is None:
+            del out["degradation"]
+        return out
+
     def digest(self) -> str:
         """12-hex-digit hash of every parameter and the generator version (the cache key)."""
-        payload = json.dumps(
-            {"version": GENERATOR_VERSION, **dataclasses.asdict(self)}, sort_keys=True
-        )
+        payload = json.dumps({"version": GENERATOR_VERSION, **self.as_dict()}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -210,6 +231,17 @@ PRESETS: dict[str, SyntheticConfig] = {
         jhmdb_clips_per_class=3, jhmdb_num_frames=12,
     ),
     "default": SyntheticConfig(),
+    # Temporal information decides (docs/data.md, "The degraded preset"): default's scene without
+    # its multi-frame occluders, single frames of single people degraded, every val frame labeled.
+    "degraded": SyntheticConfig(
+        occluder_probability=0.0, val_label_every=1, degradation=DegradationConfig(),
+    ),
+    # The same at tiny's size, for tests and smoke runs.
+    "degraded_tiny": SyntheticConfig(
+        num_train_videos=6, num_val_videos=2, num_frames=12, width=160, height=120,
+        jhmdb_clips_per_class=3, jhmdb_num_frames=12,
+        occluder_probability=0.0, val_label_every=1, degradation=DegradationConfig(),
+    ),
 }
 
 
@@ -367,6 +399,7 @@ class VideoScene:
     occluders: list[Occluder]
     noise_seed: int
     config: SyntheticConfig
+    degradations: list[Degradation] = field(default_factory=list)  # drawn after the occluders
 
     def image_joints(self, t: np.ndarray) -> np.ndarray:
         """(N,) times -> (P, N, 17, 2) joints in image pixels (camera applied)."""
@@ -580,6 +613,8 @@ def sample_posetrack_scene(cfg: SyntheticConfig, split: str, index: int) -> Vide
     scene = VideoScene(w, h, cfg.num_frames, people, camera, texture, origin, occluders=[],
                        noise_seed=int(rng.integers(2**31)), config=cfg)
     scene.occluders = _sample_occluders(rng, cfg, scene.image_joints(np.arange(cfg.num_frames)))
+    # a stream of its own, so the rest of the scene equals the same config without degradations
+    _add_degradations(scene, _scene_rng(cfg, 5, _SPLIT_KEY[split], index))
     return scene
 
 
@@ -615,7 +650,18 @@ def sample_jhmdb_scene(
     scene = VideoScene(w, h, cfg.jhmdb_num_frames, [person], camera, texture, origin, occluders=[],
                        noise_seed=int(rng.integers(2**31)), config=cfg)
     scene.occluders = _sample_occluders(rng, cfg, scene.image_joints(t))
+    _add_degradations(scene, _scene_rng(cfg, 6, class_index, index))
     return scene
+
+
+def _add_degradations(scene: VideoScene, rng: np.random.Generator) -> None:
+    """Sample the scene's single-frame degradations when its config asks for them."""
+    cfg = scene.config.degradation
+    if cfg is None:
+        return
+    joints = scene.image_joints(np.arange(scene.num_frames))[:, :, _ANNOTATABLE]
+    sizes = np.array([p.body_size for p in scene.people])
+    scene.degradations = sample_degradations(rng, cfg, joints, sizes, scene.width, scene.height)
 
 
 # ------------------------------------------------------------------------------------------
@@ -794,6 +840,9 @@ def render_frame(scene: VideoScene, frame: int, motion_blur: bool = True) -> np.
     for occ in scene.occluders:
         if occ.active(frame):
             _draw_occluder(image, occ)
+    for degradation in scene.degradations:
+        if degradation.frame == frame:
+            apply_degradation(image, degradation)
     noise_rng = np.random.default_rng(np.random.SeedSequence(scene.noise_seed, spawn_key=(frame,)))
     image += noise_rng.standard_normal(image.shape, dtype=np.float32) * np.float32(
         scene.config.image_noise
@@ -826,6 +875,9 @@ class _Stats:
     joint_slots: int = 0  # annotatable joints of the people annotated on labeled frames
     occluded: int = 0
     out_of_frame: int = 0
+    degradation: bool = False  # the config degrades frames; only then is the degraded share reported
+    annotated_joints: int = 0  # annotated joints on labeled PoseTrack frames
+    degraded_joints: int = 0  # of those, the ones a degradation covers
 
     def add_video(self, scene: VideoScene, split: str, labeled: np.ndarray) -> None:
         """Count one PoseTrack video; ``labeled`` is the (T,) bool mask of labeled frames."""
@@ -844,12 +896,28 @@ class _Stats:
         self.occluded += int((occluded & annotated).sum())
         self.out_of_frame += int((outside & annotated).sum())
 
+    def add_degraded(self, prefix: str, entries: list[DegradedEntry], annotated: np.ndarray,
+                     labeled: np.ndarray | None) -> None:
+        """Count degraded person-frames per kind; on PoseTrack (``labeled`` (T,) given) also the joint share.
+
+        ``annotated`` is the (P, T, K) bool mask of annotated joints, people in track-id order.
+        """
+        for e in entries:
+            self.counts[f"{prefix}degraded_{e.kind}"] += 1
+        if labeled is None:
+            return
+        self.annotated_joints += int(annotated[:, labeled].sum())
+        hit = np.zeros_like(annotated)  # track ids are 0..P-1, so they index people in track order
+        for e in entries:
+            hit[e.track_id, e.frame_index, list(e.joints)] = True
+        self.degraded_joints += int((hit & annotated)[:, labeled].sum())
+
     def summary(self) -> dict[str, Any]:
         """Counts plus mean joint displacement (slow / fast people) and invisible fractions."""
         slots = max(self.joint_slots, 1)
         mean = {k: round(self.displacement_sum[k] / max(self.displacement_n[k], 1), 3)
                 for k in ("slow", "fast")}
-        return {
+        out = {
             **dict(sorted(self.counts.items())),
             "mean_displacement_slow_px": mean["slow"],
             "mean_displacement_fast_px": mean["fast"],
@@ -857,6 +925,9 @@ class _Stats:
             "occluded_fraction": round(self.occluded / slots, 4),
             "out_of_frame_fraction": round(self.out_of_frame / slots, 4),
         }
+        if self.degradation:
+            out["degraded_joint_fraction"] = round(self.degraded_joints / max(self.annotated_joints, 1), 4)
+        return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -959,7 +1030,36 @@ def _write_posetrack_video(root: Path, cfg: SyntheticConfig, split: str, index: 
     _write_json(root / "annotations" / split / f"{name}.json",
                 {"images": images, "annotations": annotations, "categories": _categories()})
     stats.add_video(scene, split, labeled)
+    if cfg.degradation is not None:
+        image_ids = [_posetrack_image_id(number, frame) for frame in range(scene.num_frames)]
+        entries = _degraded_entries(scene, joints, visible, image_ids)
+        write_degraded_file(root / "degraded" / split / f"{name}.json", name, POSETRACK.name,
+                            scene.num_frames, entries)
+        stats.add_degraded("", entries, _by_track(scene, visible), labeled)
     return scene, [im["id"] for im in images], _video_meta(name, scene)
+
+
+def _by_track(scene: VideoScene, values: np.ndarray) -> np.ndarray:
+    """(P, ...) per-person values in drawing order -> the same in track-id order."""
+    return values[np.argsort([p.track_id for p in scene.people])]
+
+
+def _degraded_entries(scene: VideoScene, joints: np.ndarray, annotated: np.ndarray,
+                      image_ids: list[int] | None) -> list[DegradedEntry]:
+    """Sidecar entries: per (frame, track, kind) the annotated joints ``(P, T, K)`` a degradation covers.
+
+    ``joints`` (P, T, K, 2) are in the layout the sidecar names (PoseTrack slots or JHMDB joints);
+    every person is checked, since a region degraded for one person also covers its neighbours.
+    """
+    hits: dict[tuple[int, int, str], set[int]] = {}
+    for d in scene.degradations:
+        covered = d.covers(joints[:, d.frame]) & annotated[:, d.frame]
+        for p in np.flatnonzero(covered.any(axis=1)):
+            key = (d.frame, scene.people[p].track_id, d.kind)
+            hits.setdefault(key, set()).update(int(k) for k in np.flatnonzero(covered[p]))
+    return [DegradedEntry(frame, track, kind, tuple(sorted(slots)),
+                          None if image_ids is None else image_ids[frame])
+            for (frame, track, kind), slots in sorted(hits.items())]
 
 
 def _detections(cfg: SyntheticConfig, scene: VideoScene, image_ids: list[int],
@@ -1041,7 +1141,7 @@ def _jhmdb_clip_name(class_name: str, index: int) -> str:
 
 
 def _write_jhmdb_clip(root: Path, cfg: SyntheticConfig, class_name: str,
-                      index: int) -> dict[str, Any]:
+                      index: int, stats: _Stats) -> dict[str, Any]:
     """Frames, joint_positions.mat and puppet_mask.mat of one clip; returns its meta entry."""
     clip = _jhmdb_clip_name(class_name, index)
     scene = sample_jhmdb_scene(cfg, class_name, index)
@@ -1060,13 +1160,18 @@ def _write_jhmdb_clip(root: Path, cfg: SyntheticConfig, class_name: str,
                           (pos_img[1] / h - 0.5) / scale[0]])
     view_rng = _scene_rng(cfg, 4, sorted(JHMDB_CLASSES).index(class_name), index)
     viewpoint = _VIEWPOINTS[int(view_rng.integers(len(_VIEWPOINTS)))]
-    (root / "joint_positions" / class_name / clip).mkdir(parents=True)
-    scipy.io.savemat(root / "joint_positions" / class_name / clip / "joint_positions.mat",
-                     {"pos_img": pos_img, "pos_world": pos_world, "scale": scale,
-                      "viewpoint": viewpoint})
+    joints_file = root / "joint_positions" / class_name / clip / "joint_positions.mat"
+    joints_file.parent.mkdir(parents=True)
+    scipy.io.savemat(joints_file, {"pos_img": pos_img, "pos_world": pos_world, "scale": scale,
+                                   "viewpoint": viewpoint})
     (root / "puppet_mask" / class_name / clip).mkdir(parents=True)
     scipy.io.savemat(root / "puppet_mask" / class_name / clip / "puppet_mask.mat",
                      {"part_mask": masks}, do_compression=True)
+    if cfg.degradation is not None:
+        annotated = np.ones(joints.shape[:2], dtype=bool)[None]  # Sub-JHMDB annotates every joint
+        entries = _degraded_entries(scene, joints[None], annotated, None)
+        write_degraded_file(jhmdb_sidecar_path(joints_file), clip, JHMDB.name, scene.num_frames, entries)
+        stats.add_degraded("jhmdb_", entries, annotated, None)
     after, before = (posetrack_to_jhmdb(scene.image_joints(t + d)[0]) for d in (0.5, -0.5))
     return {"class": class_name, "fast_limbs": list(scene.people[0].fast_limbs),
             "joint_speed": np.round(np.linalg.norm(after - before, axis=-1), 2).tolist(),
@@ -1080,7 +1185,7 @@ def _write_jhmdb(root: Path, cfg: SyntheticConfig, stats: _Stats) -> dict[str, A
     for class_name in sorted(JHMDB_CLASSES):
         clips = [_jhmdb_clip_name(class_name, i) for i in range(cfg.jhmdb_clips_per_class)]
         for index, clip in enumerate(clips):
-            meta[clip] = _write_jhmdb_clip(root, cfg, class_name, index)
+            meta[clip] = _write_jhmdb_clip(root, cfg, class_name, index, stats)
             stats.counts["jhmdb_clips"] += 1
             stats.counts["jhmdb_frames"] += cfg.jhmdb_num_frames
         for k in (1, 2, 3):
@@ -1102,8 +1207,8 @@ def default_cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vidpose"
 
 
-def _resolve(preset_or_config: str | SyntheticConfig,
-             seed: int | None) -> tuple[str, SyntheticConfig]:
+def _resolve(preset_or_config: str | SyntheticConfig, seed: int | None,
+             degradation: dict[str, Any] | None = None) -> tuple[str, SyntheticConfig]:
     if isinstance(preset_or_config, SyntheticConfig):
         cfg = preset_or_config
         label = next((name for name, p in PRESETS.items() if p == cfg), "custom")
@@ -1117,6 +1222,10 @@ def _resolve(preset_or_config: str | SyntheticConfig,
             f"expected a preset name or a SyntheticConfig, got {type(preset_or_config).__name__}")
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=int(seed))
+    if degradation:
+        # an ablation of the preset's degradations: a config of its own, cached under "custom"
+        cfg = dataclasses.replace(cfg, degradation=degradation_config(degradation, cfg.degradation))
+        label = next((name for name, p in PRESETS.items() if p == cfg), "custom")
     return label, cfg
 
 
@@ -1125,10 +1234,17 @@ def _dataset_dir(label: str, cfg: SyntheticConfig, cache_root: str | Path | None
     return base / "synthetic" / f"{label}-{cfg.digest()}"
 
 
+def identity(preset_or_config: str | SyntheticConfig, seed: int | None = None,
+             degradation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a generated set is: ``{"preset", "digest", "generator_version"}`` (the cache key's parts)."""
+    label, cfg = _resolve(preset_or_config, seed, degradation)
+    return {"preset": label, "digest": cfg.digest(), "generator_version": GENERATOR_VERSION}
+
+
 def dataset_dir(preset_or_config: str | SyntheticConfig, cache_root: str | Path | None = None,
-                seed: int | None = None) -> Path:
+                seed: int | None = None, degradation: dict[str, Any] | None = None) -> Path:
     """Where ``generate`` puts this configuration: ``<cache_root>/synthetic/<label>-<hash>``."""
-    return _dataset_dir(*_resolve(preset_or_config, seed), cache_root)
+    return _dataset_dir(*_resolve(preset_or_config, seed, degradation), cache_root)
 
 
 def detections_path(root: str | Path) -> Path:
@@ -1150,12 +1266,12 @@ def _build_temp(final: Path, label: str, cfg: SyntheticConfig) -> Path:
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        stats = _Stats()
+        stats = _Stats(degradation=cfg.degradation is not None)
         meta = {"posetrack18": _write_posetrack(tmp / "posetrack18", cfg, stats),
                 "jhmdb": _write_jhmdb(tmp / "jhmdb", cfg, stats)}
         _write_json(tmp / "meta.json", meta)
         manifest = {"generator_version": GENERATOR_VERSION, "preset": label, "hash": cfg.digest(),
-                    "config": dataclasses.asdict(cfg), "stats": stats.summary()}
+                    "config": cfg.as_dict(), "stats": stats.summary()}
         # The manifest is written last: its presence marks a complete dataset.
         _write_json(tmp / "manifest.json", manifest)
     except BaseException:
@@ -1166,15 +1282,17 @@ def _build_temp(final: Path, label: str, cfg: SyntheticConfig) -> Path:
 
 def generate(preset_or_config: str | SyntheticConfig = "default",
              cache_root: str | Path | None = None, seed: int | None = None,
-             force: bool = False) -> Path:
+             force: bool = False, degradation: dict[str, Any] | None = None) -> Path:
     """Generate (or reuse from the cache) a synthetic dataset; returns its root.
 
     The root holds ``posetrack18/``, ``jhmdb/``, ``meta.json`` (per-person fast limbs and joint
-    speeds, occluders) and ``manifest.json``. ``seed`` overrides the config's seed; ``force``
-    regenerates even when a complete cached copy exists. The data is written to a temporary
-    folder and renamed into place, so an interrupted run never leaves a root that looks complete.
+    speeds, occluders) and ``manifest.json``. ``seed`` overrides the config's seed;
+    ``degradation`` (``DegradationConfig`` field -> value) overrides its degradation parameters
+    (turning them on with the defaults where the preset has none); ``force`` regenerates even
+    when a complete cached copy exists. The data is written to a temporary folder and renamed
+    into place, so an interrupted run never leaves a root that looks complete.
     """
-    label, cfg = _resolve(preset_or_config, seed)
+    label, cfg = _resolve(preset_or_config, seed, degradation)
     final = _dataset_dir(label, cfg, cache_root)
     if (final / "manifest.json").is_file() and not force:
         return final
@@ -1196,9 +1314,10 @@ def generate(preset_or_config: str | SyntheticConfig = "default",
 
 @DATASETS.register("synthetic")
 def synthetic_posetrack(split: str, preset: str = "default", cache_root: str | None = None,
-                        seed: int | None = None, **reader_options: Any) -> VideoPoseIndex:
+                        seed: int | None = None, degradation: dict[str, Any] | None = None,
+                        **reader_options: Any) -> VideoPoseIndex:
     """Synthetic PoseTrack18 ``split`` (train/val): generated if needed, read by posetrack18."""
-    root = generate(preset, cache_root, seed=seed)
+    root = generate(preset, cache_root, seed=seed, degradation=degradation)
     reader = DATASETS.get("posetrack18")
     return reader(root=str(root / "posetrack18"), split=split, **reader_options)
 
@@ -1206,8 +1325,9 @@ def synthetic_posetrack(split: str, preset: str = "default", cache_root: str | N
 @DATASETS.register("synthetic_jhmdb")
 def synthetic_jhmdb(split: str, preset: str = "default", cache_root: str | None = None,
                     seed: int | None = None, protocol: str = "split1",
+                    degradation: dict[str, Any] | None = None,
                     **reader_options: Any) -> VideoPoseIndex:
     """Synthetic Sub-JHMDB ``split`` (train/test): generated if needed, read by raw jhmdb."""
-    root = generate(preset, cache_root, seed=seed)
+    root = generate(preset, cache_root, seed=seed, degradation=degradation)
     return DATASETS.get("jhmdb")(root=str(root / "jhmdb"), split=split, protocol=protocol,
                                  layout_format="raw", **reader_options)

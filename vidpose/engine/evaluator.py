@@ -3,6 +3,8 @@
 PoseTrack: predictions are written as PoseTrack18 files mirroring the GT files (so the official
 poseval can score them too) and scored by :mod:`vidpose.evaluation.posetrack_map`.
 Sub-JHMDB: predictions are grouped per video and scored by :mod:`vidpose.evaluation.jhmdb_pck`.
+Where the videos have degraded-joint sidecars (synthetic ``degraded`` presets), the degraded and
+clean joints are also scored on their own (:mod:`vidpose.evaluation.degraded_subset`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from torch.utils.data import DataLoader
 
 from vidpose import heatmaps as hm
 from vidpose.data.clip import ClipDataset
+from vidpose.data.degraded import posetrack_sidecar_dir, sidecars_for_index
 from vidpose.data.index import Instance, VideoPoseIndex
 from vidpose.data.keypoints import KeypointLayout
 from vidpose.data.loader import collate, keep_freed_memory, to_device, worker_init_fn
 from vidpose.engine.distributed import DistInfo, ShardSampler, all_gather_objects
 from vidpose.evaluation import jhmdb_pck, posetrack_map
+from vidpose.evaluation.degraded_subset import EmptySubsetError, score_degraded_jhmdb, score_degraded_subset
 from vidpose.evaluation.writers import PosePrediction, write_posetrack18_predictions
 from vidpose.heatmaps.geometry import apply_affine, invert_affine
 from vidpose.models.flow.cache import FlowCache
@@ -82,6 +86,7 @@ class Evaluator:
         self.primary_metric = "mAP" if benchmark == "posetrack" else "PCK@0.2/Avg"
         self.require_coverage = require_coverage
         self.coverage = self._check_coverage()
+        self.sidecars = sidecars_for_index(index)  # None unless the data set marks degraded joints
         self.flow_cache: FlowCache | None = None
         if flow_cache_mb < 0:
             raise ValueError(f"evaluation.flow_cache_mb must be >= 0, got {flow_cache_mb}")
@@ -266,12 +271,20 @@ class Evaluator:
             n_predictions_evaluated=int(c.pred_people),
         )
         metrics["predictions_dir"] = str(pred_dir)
+        if self.sidecars is not None:
+            if any(p.track_id is None for p in predictions):
+                log.info("%s: degraded subset not scored: detector-box predictions carry no GT track id",
+                         self.index.name)
+            else:
+                subsets_dir = pred_dir.parent / f"{pred_dir.name}_subsets"
+                metrics.update(score_degraded_subset(gt_dir, pred_dir, posetrack_sidecar_dir(gt_dir), subsets_dir))
         return metrics
 
     def _score_jhmdb(self, predictions: Sequence[PosePrediction]) -> dict[str, Any]:
         by_image = {p.image_id: p for p in predictions}
         videos = []
         unpredicted = []
+        rows: dict[str, list[int]] = {}  # video id -> frame indices of its scored rows
         for video in self.index.videos:
             gt, pred, boxes = [], [], []
             for frame in video.frames:
@@ -285,6 +298,7 @@ class Evaluator:
                 gt.append(person.keypoints)
                 pred.append(by_image[frame.image_id].keypoints[:, :2])
                 boxes.append([x, y, x + w, y + h])
+                rows.setdefault(video.video_id, []).append(frame.frame_index)
             if gt:
                 videos.append({"name": video.video_id, "gt": np.stack(gt), "pred": np.stack(pred), "bbox": np.array(boxes)})
         if unpredicted:
@@ -302,6 +316,12 @@ class Evaluator:
             for name, value in result.groups(threshold).items():
                 metrics[f"PCK@{threshold:g}/{name}"] = 100.0 * float(value)
         metrics["protocol"] = result.protocol_text
+        if self.sidecars is not None:
+            try:
+                metrics.update(score_degraded_jhmdb(videos, self.sidecars, [v["name"] for v in videos],
+                                                    [rows[v["name"]] for v in videos]))
+            except EmptySubsetError as err:
+                log.warning("%s: degraded subset not scored: %s", self.index.name, err)
         return metrics
 
     def evaluate(self, model: torch.nn.Module, tag: str, amp_dtype: torch.dtype | None = None) -> dict[str, Any]:

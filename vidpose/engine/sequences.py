@@ -9,7 +9,9 @@
 - :class:`SequenceEvaluator`: refines the validation windows, stitches them per sequence and
   scores the stage-1 input and the refined output with the benchmark's protocol: Sub-JHMDB PCK
   under the refiners' window protocol (``jhmdb_pck.SlidingWindows``) and over all frames;
-  PoseTrack mAP of both prediction sets written with the PoseTrack18 writer.
+  PoseTrack mAP of both prediction sets written with the PoseTrack18 writer. Where the videos
+  have degraded-joint sidecars, both sets are also scored on the degraded and the clean joints
+  (``<label>/degraded/...``, ``<label>/clean/...``; Sub-JHMDB over all frames).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vidpose.data.degraded import posetrack_sidecar_dir, sidecars_for_index
 from vidpose.data.index import Instance, VideoPoseIndex
 from vidpose.data.loader import collate
 from vidpose.data.sequences import (
@@ -36,6 +39,8 @@ from vidpose.data.sequences import (
 )
 from vidpose.engine.distributed import DistInfo, ShardSampler, all_gather_objects
 from vidpose.evaluation import jhmdb_pck, posetrack_map
+from vidpose.evaluation.degraded_subset import EmptySubsetError, score_degraded_jhmdb, score_degraded_subset
+from vidpose.evaluation.smoothness import smoothness_of_sequences
 from vidpose.evaluation.writers import PosePrediction, write_posetrack18_predictions
 from vidpose.heatmaps import Geometry
 
@@ -105,6 +110,19 @@ def _error_px(sequences: Sequence[PoseSequence]) -> float:
     return float(dist.mean()) if dist.size else float("nan")
 
 
+def _accel_error_px(sequences: Sequence[PoseSequence]) -> float:
+    """Acceleration error (image pixels) of the predictions over runs of consecutive frames."""
+    pieces = []
+    for s in sequences:
+        breaks = np.flatnonzero(np.diff(s.frame_index) != 1) + 1
+        for rows in np.split(np.arange(len(s)), breaks):
+            pieces.append({
+                "pred": s.pred[rows], "pred_valid": np.ones(s.pred[rows].shape[:2], dtype=bool),
+                "gt": s.gt[rows], "gt_valid": s.visible[rows] > 0,
+            })
+    return smoothness_of_sequences(pieces).accel_error
+
+
 class SequenceEvaluator:
     """Refines validation windows and scores input vs refined (module docstring)."""
 
@@ -135,6 +153,7 @@ class SequenceEvaluator:
         # score ties by order, and the input's mAP must equal the stage-1 model's
         people = [(f.image_id, p.track_id) for video in index.videos for f in video.frames for p in f.people]
         self._gt_order = {key: rank for rank, key in enumerate(people)}
+        self.sidecars = sidecars_for_index(index)  # None unless the data set marks degraded joints
 
     @torch.no_grad()
     def refine(self, model: torch.nn.Module, amp_dtype: torch.dtype | None = None) -> list[PoseSequence]:
@@ -182,6 +201,7 @@ class SequenceEvaluator:
                 metrics.update(self._score_posetrack(seqs, label, self.out_dir / tag / label))
         for label, seqs in sets.items():
             metrics[f"{label}/error_px"] = _error_px(seqs)
+            metrics[f"{label}/accel_error_px"] = _accel_error_px(seqs)
         return metrics
 
     def _score_jhmdb(self, sequences: Sequence[PoseSequence], label: str) -> dict[str, Any]:
@@ -199,6 +219,15 @@ class SequenceEvaluator:
             metrics[f"{label}_all_frames/PCK@{t:g}/Avg"] = 100.0 * every.groups(t)["Avg"]
         metrics["protocol"] = windows.protocol_text
         metrics["protocol_all_frames"] = every.protocol_text
+        if self.sidecars is not None:
+            try:
+                subsets = score_degraded_jhmdb(videos, self.sidecars, [s.video_id for s in sequences],
+                                               [s.frame_index for s in sequences], [s.track_id for s in sequences],
+                                               split=self.split_label)
+            except EmptySubsetError as err:
+                log.warning("%s: degraded subset not scored: %s", self.index.name, err)
+            else:
+                metrics.update({f"{label}/{k}": v for k, v in subsets.items()})
         return metrics
 
     def _score_posetrack(self, sequences: Sequence[PoseSequence], label: str, pred_dir: Path) -> dict[str, Any]:
@@ -216,6 +245,10 @@ class SequenceEvaluator:
         metrics[f"{label}/mAP"] = float(result.columns["Total"])
         metrics["n_frames_evaluated"] = int(result.n_frames_evaluated)
         metrics[f"{label}/predictions_dir"] = str(pred_dir)
+        if self.sidecars is not None:
+            subsets = score_degraded_subset(gt_dir, pred_dir, posetrack_sidecar_dir(gt_dir),
+                                            pred_dir.parent / f"{pred_dir.name}_subsets")
+            metrics.update({f"{label}/{k}": v for k, v in subsets.items()})
         return metrics
 
     def evaluate(self, model: torch.nn.Module, tag: str, amp_dtype: torch.dtype | None = None) -> dict[str, Any]:
@@ -247,5 +280,8 @@ def format_comparison(metrics: Mapping[str, Any], benchmark: str) -> str:
         for joint in ("Head", "Shou", "Elb", "Wri", "Hip", "Knee", "Ankl"):
             if f"input/AP/{joint}" in metrics:
                 row(f"AP {joint}", f"input/AP/{joint}", f"refined/AP/{joint}")
+    subset_key = "degraded/PCK@0.2/Avg" if benchmark == "jhmdb" else "degraded/mAP"
+    if f"input/{subset_key}" in metrics:
+        row(subset_key.replace("/", " "), f"input/{subset_key}", f"refined/{subset_key}")
     row("mean error (px)", "input/error_px", "refined/error_px")
     return "\n".join(lines)
