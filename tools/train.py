@@ -3,9 +3,14 @@
 A thin Hydra shell over :func:`vidpose.engine.train`; multi-GPU with
 ``torchrun --nproc_per_node=N tools/train.py +exp=<name>``.
 
-Exit codes: 0 finished; 75 (``PREEMPTED_EXIT_CODE``) stopped by SIGTERM/SIGINT after finishing
-the step and writing a checkpoint, so ``resume=auto`` continues; 3 a non-finite loss or
-gradient with ``trainer.nan_policy=stop`` (or too many skipped steps); 1 any other error.
+Every run writes into a folder of its own, ``outputs/<exp_name>/<time>_<random>``; ``resume``
+continues only a run of the same identity (README "Long runs and failures").
+
+Exit codes: 0 finished (also when it resumed a run that had already finished: its stored final
+metrics are printed, nothing is trained); 75 (``PREEMPTED_EXIT_CODE``) stopped by SIGTERM/SIGINT
+after finishing the step and writing a checkpoint, so ``resume=auto`` continues; 3 a non-finite
+loss or gradient with ``trainer.nan_policy=stop`` (or too many skipped steps); 1 any other error
+(a refused resume or run folder included).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from vidpose.engine.run_dirs import register_resolvers
 from vidpose.engine.trainer import NonFiniteError, PREEMPTED_EXIT_CODE, train
+
+register_resolvers()  # the run folder's name (configs/hydra/default.yaml), before Hydra composes
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")

@@ -11,10 +11,22 @@ from vidpose.engine.checkpoint import (
     CheckpointManager,
     capture_rng_state,
     find_latest,
+    is_vidpose_checkpoint,
     load_checkpoint,
+    read_meta,
     restore_rng_state,
     save_checkpoint,
 )
+
+
+def _save_version_1(state: dict, path):
+    """A checkpoint as vidpose wrote them before format 2: the payload, its digest in a sidecar."""
+    buf = io.BytesIO()
+    torch.save({**state, "format_version": 1}, buf)
+    path.write_bytes(buf.getvalue())
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    (path.parent / (path.name + ".sha256")).write_text(f"{digest} format_version=1\n")
+    return path
 
 
 def test_round_trip_and_checksum(tmp_path):
@@ -30,11 +42,13 @@ def test_round_trip_and_checksum(tmp_path):
 
 def test_truncated_or_unsidecarred_file_falls_back_to_previous(tmp_path, caplog):
     manager = CheckpointManager(tmp_path, keep_last=3)
-    for step in (1, 2, 3):
+    for step in (1, 3):
         manager.save({"step": step}, step)
     newest = tmp_path / "step_00000003.pt"
     newest.write_bytes(newest.read_bytes()[:50])  # truncated
-    (tmp_path / "step_00000002.pt.sha256").unlink()  # a kill between the two renames
+    # an old-format file whose sidecar a kill never let be written
+    _save_version_1({"step": 2}, tmp_path / "step_00000002.pt")
+    (tmp_path / "step_00000002.pt.sha256").unlink()
     with caplog.at_level("WARNING"):
         latest = find_latest(tmp_path)
     assert latest == tmp_path / "step_00000001.pt"
@@ -57,6 +71,30 @@ def test_other_format_version_is_refused(tmp_path):
     path.write_bytes(buf.getvalue())
     (tmp_path / "a.pt.sha256").write_text(hashlib.sha256(buf.getvalue()).hexdigest() + "\n")
     with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path)
+    newer = save_checkpoint({"x": 1}, tmp_path / "b.pt")
+    newer.write_bytes(newer.read_bytes().replace(b"vidpose-checkpoint 2 ", b"vidpose-checkpoint 7 ", 1))
+    with pytest.raises(CheckpointError, match="format version 7"):
+        load_checkpoint(newer)
+
+
+def test_version_1_checkpoints_are_still_read(tmp_path):
+    path = _save_version_1({"step": 4, "config": {"exp_name": "x"}, "model": {"w": torch.ones(2)}}, tmp_path / "s.pt")
+    assert is_vidpose_checkpoint(path) and load_checkpoint(path)["step"] == 4
+    assert read_meta(path) == {"step": 4, "config": {"exp_name": "x"}}
+    assert find_latest(tmp_path) is None  # not a step_*.pt name
+    # a version-2 file written over it drops the old sidecar, which would only mislead
+    save_checkpoint({"step": 5}, path)
+    assert not (tmp_path / "s.pt.sha256").exists() and load_checkpoint(path)["step"] == 5
+
+
+def test_a_checkpoint_is_one_file_and_flags_a_flipped_header_byte(tmp_path):
+    path = save_checkpoint({"step": 1, "model": {"w": torch.ones(2)}}, tmp_path / "step_00000001.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000001.pt"] and is_vidpose_checkpoint(path)
+    data = bytearray(path.read_bytes())
+    data[30] ^= 0x01  # inside the digest
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum|malformed header"):
         load_checkpoint(path)
 
 

@@ -42,7 +42,9 @@ def test_refiner_run_resumes_bitwise(compose_exp, tmp_path, one_thread):
     train(compose_exp("hanet_synthetic", *common, "trainer.max_steps=3", out=tmp_path / "part"))
     assert load_checkpoint(find_latest(tmp_path / "part" / "checkpoints"))["step"] == 3
     resume = f"resume={tmp_path / 'part' / 'checkpoints'}"
-    train(compose_exp("hanet_synthetic", *common, resume, out=tmp_path / "part2"))
+    # the part run stopped at max_steps=3; its continuation has no step limit
+    allow = "resume_allow_changes=[trainer.max_steps]"
+    train(compose_exp("hanet_synthetic", *common, resume, allow, out=tmp_path / "part2"))
     full = load_checkpoint(find_latest(tmp_path / "full" / "checkpoints"))["model"]
     resumed = load_checkpoint(find_latest(tmp_path / "part2" / "checkpoints"))["model"]
     assert full.keys() == resumed.keys()

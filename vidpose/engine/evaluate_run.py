@@ -1,8 +1,17 @@
 """``tools/eval.py``: evaluate a checkpoint (rebuilt from its stored config) or initial weights.
 
-With ``ckpt=<path>`` the run's configuration is the one stored in the checkpoint, with the
-command line's overrides applied on top (e.g. ``data.val.boxes=detections``); the output
-directory is the evaluation run's own. With ``init_from=<weights>`` the composed config is used.
+With ``ckpt=<path>`` the run's configuration is the one stored in the checkpoint, except:
+
+- ``paths`` are this machine's (``$VIDPOSE_DATA``, ``$VIDPOSE_CACHE``, the evaluation's own
+  output folder), and every stored value under the stored data or cache root moves under the
+  new one;
+- the subset limits in :data:`NOT_INHERITED` (a smoke or overfit run's debug settings) come from
+  this command's composition (null unless asked for, e.g. ``trainer.val_max_instances=8``), and
+  a result on a subset says so;
+- the command line's overrides apply on top of both (e.g. ``data.val.boxes=detections``).
+
+The output folder is ``outputs/<the checkpoint's exp_name>/eval_<time>_<random>/``
+(``configs/eval.yaml``). With ``init_from=<weights>`` the composed config is used.
 """
 
 from __future__ import annotations
@@ -21,14 +30,21 @@ from vidpose.engine.checkpoint import load_checkpoint
 from vidpose.engine.distributed import DistInfo
 from vidpose.engine.evaluator import Evaluator
 from vidpose.engine.initialise import initialise_weights
+from vidpose.engine.provenance import run_provenance
+from vidpose.engine.run_identity import ENV_PATHS, flatten, rebase_paths
+from vidpose.engine.settings import validate_settings
 from vidpose.registry import to_plain
 
-__all__ = ["run_evaluation", "resolve_eval_config", "build_evaluator"]
+__all__ = ["run_evaluation", "resolve_eval_config", "build_evaluator", "NOT_INHERITED"]
 
 log = logging.getLogger("vidpose.eval")
 
 # keys of the evaluation command line that describe the evaluation run, not the model
 _EVAL_ONLY = ("ckpt", "analysis", "paths.output_dir", "hydra.")
+# a training run's subset and debug limits: an evaluation takes them from its own composition
+NOT_INHERITED = (
+    "trainer.val_max_instances", "trainer.train_max_instances", "trainer.max_steps", "evaluation.require_coverage",
+)
 
 
 def _cli_overrides() -> list[str]:
@@ -43,15 +59,13 @@ def resolve_eval_config(cfg: DictConfig, overrides: Sequence[str] | None = None)
     """The config to evaluate with and the checkpoint state (None without ``ckpt``)."""
     if cfg.get("ckpt"):
         state = load_checkpoint(str(cfg.ckpt))
-        stored = OmegaConf.create(state["config"])
         overrides = _cli_overrides() if overrides is None else list(overrides)
         model_overrides = [
             o.lstrip("+~")
             for o in overrides
             if not o.lstrip("+~").startswith(_EVAL_ONLY) and not o.lstrip("+").startswith("exp=")
         ]
-        merged = OmegaConf.merge(stored, OmegaConf.from_dotlist(model_overrides))
-        merged.paths.output_dir = str(cfg.paths.output_dir)
+        merged = OmegaConf.merge(_rebased(state["config"], cfg), OmegaConf.from_dotlist(model_overrides))
         for key in ("ckpt", "analysis", "save_sequences"):
             if key in cfg:
                 OmegaConf.update(merged, key, cfg.get(key), force_add=True)
@@ -59,6 +73,22 @@ def resolve_eval_config(cfg: DictConfig, overrides: Sequence[str] | None = None)
     if not cfg.get("init_from"):
         raise ValueError("tools/eval.py needs ckpt=<vidpose checkpoint> or init_from=<weights file>")
     return cfg, None
+
+
+def _rebased(stored: dict, cfg: DictConfig) -> DictConfig:
+    """The stored config with this machine's ``paths`` and this composition's :data:`NOT_INHERITED` values."""
+    current = to_plain(cfg)
+    old, new = flatten(stored), flatten(current)
+    flat = rebase_paths(old, {k: old[k] for k in ENV_PATHS if k in old}, {k: new[k] for k in ENV_PATHS if k in new})
+    out = OmegaConf.create({})
+    for key, value in flat.items():
+        if not key.startswith("paths."):
+            OmegaConf.update(out, key, value, force_add=True)
+    for key in NOT_INHERITED:
+        if key in new:
+            OmegaConf.update(out, key, new[key], force_add=True)
+    OmegaConf.update(out, "paths", current["paths"], force_add=True)
+    return out
 
 
 def build_evaluator(cfg: Any, info: DistInfo, out_dir: Path) -> Evaluator:
@@ -70,15 +100,33 @@ def build_evaluator(cfg: Any, info: DistInfo, out_dir: Path) -> Evaluator:
     return builders.build_clip_evaluator(cfg, index, instances, dataset, geometry, layout, out_dir, info)
 
 
+def _subset_note(cfg: Any, evaluated: int | None = None, total: int | None = None) -> str | None:
+    """How the evaluation was limited to a subset (None when it was not)."""
+    limit = cfg.trainer.get("val_max_instances")
+    if limit is None or (total is not None and evaluated == total):
+        return None
+    counted = f": {evaluated} of {total} validation boxes" if total is not None else ""
+    return f"a subset (trainer.val_max_instances={limit}{counted}); not comparable with full-set numbers"
+
+
 def run_evaluation(cfg: DictConfig, info: DistInfo, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate, print the metrics and write ``metrics.json`` into the run directory."""
     cfg, state = resolve_eval_config(cfg, overrides)
+    validate_settings(to_plain(cfg))
     if str(cfg.get("task", "pose")) == "refine":
         from vidpose.engine.tasks import evaluate_refiner
 
-        return evaluate_refiner(cfg, state, info)
+        metrics = evaluate_refiner(cfg, state, info)
+        note = _subset_note(cfg)
+        if note and info.is_main:
+            print(f"evaluated on {note}", flush=True)
+        return metrics
     run_dir = Path(str(cfg.paths.output_dir))
     evaluator = build_evaluator(cfg, info, run_dir / "predictions")
+    subset = None
+    if cfg.trainer.get("val_max_instances") is not None:
+        total = len(builders.build_instances(cfg, evaluator.index, False))
+        subset = _subset_note(cfg, len(evaluator.instances), total)
     model = builders.build_model(cfg, evaluator.layout, evaluator.geometry).to(info.device)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -97,11 +145,15 @@ def run_evaluation(cfg: DictConfig, info: DistInfo, overrides: Sequence[str] | N
 
         metrics.update(analyse_evaluation(str(cfg.analysis), evaluator, predictions, metrics, run_dir / "analysis"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"source": source, "dataset": evaluator.index.name, "config": to_plain(cfg), "metrics": metrics}
+    record = {"source": source, "dataset": evaluator.index.name, "subset": subset}
+    provenance = run_provenance(to_plain(cfg), evaluator.index, str(info.device))
+    record.update(config=to_plain(cfg), metrics=metrics, provenance=provenance)
     with open(run_dir / "metrics.json", "w") as fh:
         json.dump(record, fh, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v))
     primary = evaluator.primary_metric
     print(f"{primary} on {evaluator.index.name}: {metrics.get(primary, float('nan')):.2f}  ({source})")
+    if subset:
+        print(f"  evaluated on {subset}")
     for key, value in metrics.items():
         if isinstance(value, float):
             print(f"  {key:<24} {value:8.2f}")

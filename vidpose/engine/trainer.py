@@ -6,7 +6,10 @@ device from keypoints) -> the task's ``forward`` under autocast -> the task's lo
 clipping -> optimizer step -> LR from the schedule. The task (``cfg.task``: ``pose`` or
 ``refine``, :mod:`vidpose.engine.tasks`) builds the model, the training set and the evaluator.
 Checkpoints hold model, optimizer, scaler, epoch, step, position in the epoch and RNG states,
-so ``resume`` continues exactly where the run stopped.
+so ``resume`` continues exactly where the run stopped; which run it continues (and whether it
+may) is decided up front by :mod:`vidpose.engine.resume`, in a folder this run holds
+(:mod:`vidpose.engine.run_dirs`), after every numeric setting was checked
+(:mod:`vidpose.engine.settings`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import difflib
 import json
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -32,18 +36,15 @@ from tqdm import tqdm
 
 from vidpose import __version__
 from vidpose.data.loader import collate, worker_init_fn
-from vidpose.engine.checkpoint import (
-    CheckpointError,
-    CheckpointManager,
-    capture_rng_state,
-    find_latest,
-    load_checkpoint,
-    restore_rng_state,
-)
-from vidpose.engine.distributed import DistInfo, ResumableSampler, cleanup, init_distributed
-from vidpose.engine.initialise import initialise_weights
+from vidpose.engine.checkpoint import CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state
+from vidpose.engine.distributed import DistInfo, ResumableSampler, all_gather_objects, cleanup, init_distributed
+from vidpose.engine.initialise import check_frozen_backbone_is_loaded, initialise_weights
 from vidpose.engine.logging import RunLogger, setup_console_logging
 from vidpose.engine.optim import LRSchedule, apply_lr, build_optimizer
+from vidpose.engine.provenance import run_provenance
+from vidpose.engine.resume import StartPlan, plan_start, stop_reached
+from vidpose.engine.run_dirs import RunLock, agree_run_dir
+from vidpose.engine.settings import validate_settings
 from vidpose.engine.tasks import build_task
 from vidpose.registry import load_plugins, to_plain
 
@@ -127,7 +128,8 @@ class Trainer:
         micro_per_epoch = len(self.sampler) // self.batch_size
         if micro_per_epoch < self.accumulate:
             raise ValueError(
-                f"an epoch has {micro_per_epoch} batches of {self.batch_size} per rank, fewer than "
+                f"an epoch of {len(self.train_set)} training samples has {micro_per_epoch} batches of "
+                f"trainer.batch_size={self.batch_size} per rank ({info.world_size} processes), fewer than "
                 f"optim.accumulate={self.accumulate}; lower trainer.batch_size"
             )
         self.micro_per_epoch = micro_per_epoch - micro_per_epoch % self.accumulate
@@ -144,6 +146,9 @@ class Trainer:
         self.logger = RunLogger(run_dir / "tb", enabled=info.is_main and bool(tcfg.get("tensorboard", True)))
         self.epoch, self.step, self.micro_in_epoch = 0, 0, 0
         self.best_metric = -math.inf
+        # training wall time and steps of this process (a resumed run times only its own part)
+        self.train_seconds, self.steps_trained = 0.0, 0
+        self.last_predictions: list = []
         self.history: list[dict[str, Any]] = []
         self.skipped_steps = 0
         self.nan_policy = str(tcfg.get("nan_policy", "stop"))
@@ -178,42 +183,30 @@ class Trainer:
             "best_metric": self.best_metric,
             "rng": capture_rng_state(),
             "world_size": self.info.world_size,
+            "run_dir": str(self.run_dir),
+            "primary_metric": self.evaluator.primary_metric,
+            "val_name": self.task.val_name,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (same world size required for exact continuation)."""
-        if state.get("world_size", 1) != self.info.world_size:
+        """Restore a :meth:`state_dict`; exact when ``world_size x optim.accumulate`` is unchanged."""
+        saved_world = int(state.get("world_size", 1))
+        saved_accumulate = int(state.get("config", {}).get("optim", {}).get("accumulate", 1))
+        if saved_world * saved_accumulate != self.info.world_size * self.accumulate:
             log.warning(
-                "resuming a run saved with %s processes on %s: data order differs from an uninterrupted run",
-                state.get("world_size"), self.info.world_size,
+                "resuming a run saved with %s processes x optim.accumulate=%s on %s x %s: the optimizer step "
+                "takes another number of samples, so data order differs from an uninterrupted run",
+                saved_world, saved_accumulate, self.info.world_size, self.accumulate,
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.micro_in_epoch = int(state["micro_in_epoch"])
+        # checkpoints are written after optimizer steps: the position is a whole number of steps,
+        # which this run's processes reach with their own number of micro-batches per step
+        self.micro_in_epoch = int(state["micro_in_epoch"]) // saved_accumulate * self.accumulate
         self.best_metric = float(state["best_metric"])
         restore_rng_state(state["rng"])
-
-    def _resolve_resume(self) -> Path | None:
-        resume = self.cfg.get("resume")
-        if resume in (None, "", False):
-            return None
-        if resume == "auto":
-            directory = Path(self.cfg.paths.output_dir).parent
-            found = [p for d in sorted(directory.glob("*/checkpoints")) if (p := find_latest(d)) is not None]
-            found.sort(key=lambda p: p.stat().st_mtime)
-            if not found:
-                log.info("resume=auto: no checkpoint under %s; starting a new run", directory)
-                return None
-            return found[-1]
-        path = Path(resume)
-        if path.is_dir():
-            latest = find_latest(path)
-            if latest is None:
-                raise CheckpointError(f"resume={resume}: no valid checkpoint in that directory")
-            return latest
-        return path
 
     # ------------------------------------------------------------------ loop
     def _loader(self) -> DataLoader:
@@ -363,8 +356,10 @@ class Trainer:
             signal.signal(signal.SIGTERM, handler)
             signal.signal(signal.SIGINT, handler)
 
-    def save(self, is_best: bool = False) -> Path | None:
-        """Write a checkpoint on rank 0."""
+    def save(
+        self, is_best: bool = False, metrics: Mapping[str, Any] | None = None, finished: bool = False
+    ) -> Path | None:
+        """Write a checkpoint on rank 0 with the validation ``metrics`` just computed (final if ``finished``)."""
         if not self.info.is_main:
             return None
         bad = self._non_finite_tensors(self.model.state_dict().items())
@@ -373,7 +368,9 @@ class Trainer:
                 f"refusing to write the checkpoint of step {self.step}: non-finite values in {len(bad)} model "
                 f"tensors {bad[:10]}; the last good checkpoint is {self.ckpt.latest()}"
             )
-        return self.ckpt.save(self.state_dict(), self.step, is_best=is_best)
+        numbers = _numbers(metrics) if metrics is not None else None
+        state = {**self.state_dict(), "metrics": numbers, "finished": finished}
+        return self.ckpt.save(state, self.step, is_best=is_best)
 
     def _stop_requested(self) -> bool:
         """Whether any rank received a stop signal (all ranks then stop at the same step)."""
@@ -398,6 +395,16 @@ class Trainer:
         )
         running: dict[str, float] = {}
         start = time.perf_counter()
+        steps_at_start = self.step
+        try:
+            return self._train_steps(bar, running, start, max_steps, log_every, ckpt_every)
+        finally:
+            self.train_seconds += time.perf_counter() - start
+            self.steps_trained += self.step - steps_at_start
+
+    def _train_steps(self, bar, running: dict[str, float], start: float, max_steps, log_every: int,
+                     ckpt_every) -> bool:
+        """The loop of :meth:`train_epoch` (timed there)."""
         data_wait = 0.0
         tic = time.perf_counter()
         for batch in self.train_loader:
@@ -441,7 +448,7 @@ class Trainer:
         """Evaluate on the validation set; rank 0 logs and returns metrics."""
         metrics = self.evaluator.evaluate(self.model, tag=f"epoch_{self.epoch:03d}", amp_dtype=self.amp_dtype)
         if self.info.is_main:
-            predictions = metrics.pop("_predictions")
+            predictions = self.last_predictions = metrics.pop("_predictions")
             self.logger.scalars(metrics, self.step, prefix="val/")
             self._log_images(predictions)
             shown = {k: round(v, 2) for k, v in metrics.items() if isinstance(v, float)}
@@ -455,41 +462,81 @@ class Trainer:
         self.logger.image("val/predictions", picture, self.step)
         self.last_picture = picture
 
-    def fit(self) -> dict[str, Any]:
-        """Train to the end (or to a stop signal) and return the last validation metrics."""
+    def stop_reached(self) -> bool:
+        """Whether ``schedule.epochs`` or ``trainer.max_steps`` is met (a resumed run checks before its first step)."""
+        max_steps = self.tcfg.get("max_steps")
+        return stop_reached(self.step, self.epoch, self.epochs, None if max_steps is None else int(max_steps))
+
+    def fit(self, plan: StartPlan | None = None) -> dict[str, Any]:
+        """Train from ``plan`` (default: a new run) to the end or a stop signal; returns the final metrics."""
+        plan = plan or StartPlan()
         self._install_signal_handlers()
         if self.info.is_main:
             self.ckpt.remove_partial_writes()
-        resume_path = self._resolve_resume()
-        if resume_path is not None:
-            log.info("resuming from %s", resume_path)
-            self.load_state_dict(load_checkpoint(resume_path, map_location=self.device))
-        elif self.cfg.get("init_from"):
-            report = initialise_weights(self.model, str(self.cfg.init_from))
-            log.info("initialised weights from %s: %s", self.cfg.init_from, report)
+            self.ckpt.adopt(plan.adopt)
+        if plan.checkpoint is not None:
+            self.load_state_dict(load_checkpoint(plan.checkpoint, map_location=self.device))
+        else:
+            check_frozen_backbone_is_loaded(self.cfg)
+            if self.cfg.get("init_from"):
+                report = initialise_weights(self.model, str(self.cfg.init_from))
+                log.info("initialised weights from %s: %s", self.cfg.init_from, report)
         val_every = int(self.tcfg.get("val_every", 1))
-        metrics: dict[str, Any] = {}
         primary = self.evaluator.primary_metric
         initial: dict[str, Any] = {}
         if self.tcfg.get("validate_at_start") and self.step == 0:
             initial = {f"initial/{k}": v for k, v in self.validate().items()}
-        while self.epoch < self.epochs:
-            finished = self.train_epoch()
-            if not finished:
+        while not self.stop_reached():
+            if not self.train_epoch():
                 if self._stop_signal is not None:
                     log.warning("stopped by signal %d after step %d; checkpoint written", self._stop_signal, self.step)
                     return {"stopped_by_signal": self._stop_signal, "step": self.step}
-                metrics = self.validate()
-                self.save(is_best=self._is_best(metrics, primary))
                 break
             self.epoch += 1
             self.micro_in_epoch = 0
-            due = self.epoch % val_every == 0 or self.epoch == self.epochs
-            if due:
+            if self.stop_reached():
+                break
+            if self.epoch % val_every == 0:
                 metrics = self.validate()
-            self.save(is_best=due and self._is_best(metrics, primary))
+                self.save(is_best=self._is_best(metrics, primary), metrics=metrics)
+            else:
+                self.save()
+        # the final validation, also for a resumed run that met its stop condition before it was scored
+        final = {**initial, **self.validate()}
+        if self.info.is_main:
+            final.update(self._final_analysis(final))
+            final.update(self._cost_metrics())
+        self.save(is_best=self._is_best(final, primary), metrics=final, finished=True)
         self.logger.close()
-        return {**initial, **metrics}
+        return final
+
+    def _final_analysis(self, metrics: Mapping[str, Any]) -> dict[str, float]:
+        """``evaluation.analysis=motion``: motion-stratified AP and smoothness of the final predictions."""
+        analysis = (self.cfg.get("evaluation") or {}).get("analysis")
+        if not analysis:
+            return {}
+        if not hasattr(self.evaluator, "gt_dir"):
+            raise ValueError(
+                f"evaluation.analysis={analysis}: the analysis scores a pose model's clip predictions; "
+                f"task={self.cfg.get('task')} has none (set evaluation.analysis=null)"
+            )
+        from vidpose.evaluation.motion_analysis import analyse_evaluation
+
+        return analyse_evaluation(str(analysis), self.evaluator, self.last_predictions, metrics,
+                                  self.run_dir / "analysis")
+
+    def _cost_metrics(self) -> dict[str, float]:
+        """Parameter counts (millions) and the mean wall time of this process's training steps."""
+        counts = self.task.parameter_counts()
+        out = {f"parameters/{k}_M": v / 1e6 for k, v in counts.items() if k in ("total", "trainable")}
+        if self.steps_trained:
+            out["time/step_s"] = self.train_seconds / self.steps_trained
+            out["time/train_s"] = self.train_seconds
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        """This run's provenance record (:mod:`vidpose.engine.provenance`)."""
+        return run_provenance(to_plain(self.cfg), self.task.val_index, str(self.device))
 
     def _is_best(self, metrics: Mapping[str, Any], primary: str) -> bool:
         if not self.info.is_main:
@@ -508,19 +555,64 @@ def _run_dir(cfg: Any) -> Path:
     return Path(str(cfg.paths.output_dir))
 
 
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float | int]:
+    """The numeric entries of a metrics dict (what checkpoints and ``metrics.json`` keep)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _start(config: Mapping[str, Any], info: DistInfo, run_dir: Path) -> tuple[StartPlan, RunLock | None]:
+    """Rank 0 locks the run folder and plans the start; every rank gets the plan (or raises its error)."""
+    lock, plan, error = None, None, None
+    if info.is_main:
+        try:
+            lock = RunLock(run_dir)
+            plan = plan_start(config, info.world_size, run_dir)
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below, so no rank waits for a plan
+            error = exc
+    if info.distributed:
+        plan, error = all_gather_objects((plan, error))[0]
+    if error is not None:
+        if lock is not None:
+            lock.release()
+        raise error
+    return plan, lock
+
+
+def _finished_record(plan: StartPlan, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The stored final metrics when ``plan`` resumes a run that already met its stop conditions."""
+    meta = plan.meta
+    if plan.checkpoint is None or not meta.get("finished") or not isinstance(meta.get("metrics"), Mapping):
+        return None
+    max_steps = config["trainer"].get("max_steps")
+    done = stop_reached(
+        int(meta["step"]), int(meta["epoch"]), int(config["schedule"]["epochs"]),
+        None if max_steps is None else int(max_steps),
+    )
+    return meta["metrics"] if done else None
+
+
 def train(cfg: Any) -> dict[str, Any]:
     """Train the experiment a resolved config describes; returns the final validation metrics."""
-    check_trainer_keys(to_plain(cfg.trainer))
-    load_plugins(to_plain(cfg.get("plugins")) or [])
+    config = to_plain(cfg)
+    check_trainer_keys(config["trainer"])
+    validate_settings(config, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    load_plugins(config.get("plugins") or [])
     info = init_distributed(str(cfg.trainer.get("device", "auto")), float(cfg.trainer.get("dist_timeout_s", 1800)))
-    run_dir = _run_dir(cfg)
-    setup_console_logging(run_dir, info.is_main)
-    seed_everything(int(cfg.seed))
-    if cfg.trainer.get("deterministic", False):
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    lock = None
     try:
+        run_dir = agree_run_dir(_run_dir(cfg), info)
+        setup_console_logging(run_dir, info.is_main)
+        plan, lock = _start(config, info, run_dir)
+        stored = _finished_record(plan, config)
+        if stored is not None:
+            if info.is_main:
+                _report_finished(plan, stored, run_dir)
+            return dict(stored)
+        seed_everything(int(cfg.seed))
+        if cfg.trainer.get("deterministic", False):
+            torch.use_deterministic_algorithms(True, warn_only=True)
         trainer = Trainer(cfg, info, run_dir)
-        metrics = trainer.fit()
+        metrics = trainer.fit(plan)
         if info.is_main and "stopped_by_signal" not in metrics:
             _report(trainer, metrics)
         return metrics
@@ -537,7 +629,22 @@ def train(cfg: Any) -> dict[str, Any]:
             )
         raise
     finally:
+        if lock is not None:
+            lock.release()
         cleanup()
+
+
+def _write_metrics(
+    run_dir: Path, metrics: Mapping[str, Any], step: int, epoch: int, provenance: Mapping[str, Any] | None = None
+) -> Path:
+    """``<run>/metrics.json``: the final numbers and the run's provenance, for sweeps, scripts and
+    ``tools/leaderboard.py``; written last, so its presence means the run finished."""
+    path = run_dir / "metrics.json"
+    record: dict[str, Any] = {"step": step, "epoch": epoch, **_numbers(metrics)}
+    if provenance is not None:
+        record["provenance"] = dict(provenance)
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path
 
 
 def _report(trainer: Trainer, metrics: Mapping[str, Any]) -> None:
@@ -553,12 +660,33 @@ def _report(trainer: Trainer, metrics: Mapping[str, Any]) -> None:
     if getattr(trainer, "last_picture", None) is not None:
         save_png(str(picture_path), trainer.last_picture)
         lines.append(f"  picture of predicted skeletons: {picture_path}")
-    # a machine-readable copy so sweeps and scripts need not parse the console
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    metrics_path = trainer.run_dir / "metrics.json"
-    metrics_path.write_text(json.dumps({"step": trainer.step, "epoch": trainer.epoch, **numbers}, indent=2))
-    lines.append(f"  final metrics: {metrics_path}")
+    written = _write_metrics(trainer.run_dir, metrics, trainer.step, trainer.epoch, trainer.provenance())
+    lines.append(f"  final metrics: {written}")
     print("\n".join(lines), flush=True)
+
+
+def _report_finished(plan: StartPlan, metrics: Mapping[str, Any], run_dir: Path) -> None:
+    meta = plan.meta  # written with "finished" by this trainer, so every field below is there
+    primary, step, epoch = str(meta["primary_metric"]), int(meta["step"]), int(meta["epoch"])
+    log.info("the run of %s already finished at step %d: nothing to train", plan.checkpoint, step)
+    lines = [
+        f"run {meta['run_dir']} already finished (step {step}, epoch {epoch}): nothing trained; "
+        "its stored final metrics:",
+        f"final {primary} on {meta['val_name']}: {metrics.get(primary, float('nan')):.2f}",
+        f"  checkpoint: {plan.checkpoint}",
+        f"  final metrics: {_write_metrics(run_dir, metrics, step, epoch, _stored_provenance(Path(meta['run_dir'])))}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _stored_provenance(run_dir: Path) -> dict[str, Any] | None:
+    """The provenance a finished run wrote into its ``metrics.json`` (None if unreadable)."""
+    try:
+        record = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    provenance = record.get("provenance") if isinstance(record, dict) else None
+    return provenance if isinstance(provenance, dict) else None
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:

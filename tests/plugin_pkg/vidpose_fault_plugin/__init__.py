@@ -15,12 +15,11 @@
   ``VIDPOSE_FAULT_PAUSE_S`` seconds (default: for ever) or until a SIGTERM/SIGINT reaches the
   trainer, so a test can signal or kill it at a known step. It wraps ``vidpose.engine.trainer.Trainer._train_micro``.
 
-- ``VIDPOSE_FAULT_CKPT=<mode>:<n>`` with ``VIDPOSE_FAULT_MARKER=<file>``: the ``n``-th step
-  checkpoint this process writes (1-based) stops half-way and the process sleeps, after
-  touching the marker, so a test can SIGKILL it inside the write window. ``tmp``: half the
-  bytes are in the temporary file, nothing renamed; ``sidecar``: the ``.pt`` file is renamed
-  into place but its checksum sidecar is not written yet. It wraps
-  ``vidpose.engine.checkpoint._atomic_write``, through which ``save_checkpoint`` writes both.
+- ``VIDPOSE_FAULT_CKPT=tmp:<n>`` with ``VIDPOSE_FAULT_MARKER=<file>``: the ``n``-th step
+  checkpoint this process writes (1-based) stops half-way, half its bytes in the temporary
+  file and nothing renamed, and the process sleeps after touching the marker, so a test can
+  SIGKILL it inside the write window. It wraps ``vidpose.engine.checkpoint._atomic_write``,
+  through which every checkpoint file is written.
 """
 
 from __future__ import annotations
@@ -97,8 +96,8 @@ class FaultDeconvHead(DeconvHead):
 
 def _pause_checkpoint_writes(spec: str, marker: Path) -> None:
     mode, _, nth = spec.partition(":")
-    if mode not in ("tmp", "sidecar") or not nth.isdigit():
-        raise ValueError(f"VIDPOSE_FAULT_CKPT: expected tmp:<n> or sidecar:<n>, got {spec!r}")
+    if mode != "tmp" or not nth.isdigit():
+        raise ValueError(f"VIDPOSE_FAULT_CKPT: expected tmp:<n>, got {spec!r}")
     original = _checkpoint._atomic_write
     writes = {"n": 0}
 
@@ -111,13 +110,11 @@ def _pause_checkpoint_writes(spec: str, marker: Path) -> None:
         is_step = _checkpoint._STEP_FILE.match(path.name) is not None
         if is_step:
             writes["n"] += 1
-        if is_step and writes["n"] == int(nth) and mode == "tmp":
+        if is_step and writes["n"] == int(nth):
             fd, _ = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data[: len(data) // 2])
                 fh.flush()
-            pause()
-        if mode == "sidecar" and writes["n"] == int(nth) and path.name.endswith(".pt.sha256"):
             pause()
         original(path, data)
 
