@@ -86,3 +86,25 @@ def test_two_gloo_processes_equal_one_process_with_accumulation(tmp_path, synthe
     assert ddp_metrics["mAP"] == pytest.approx(alone["mAP"], abs=1e-9)
     assert ddp_metrics["n_frames_evaluated"] == alone["n_frames_evaluated"]
 
+
+
+def test_a_one_process_torchrun_launch_still_runs_a_process_group(tmp_path):
+    # torchrun --nproc_per_node=1 (one GPU) must take the multi-GPU path: process group + DDP
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import torch.distributed as dist\n"
+        "from vidpose.engine.distributed import cleanup, init_distributed\n"
+        "info = init_distributed('cpu')\n"
+        "print(info.distributed, dist.is_initialized(), dist.get_world_size() if dist.is_initialized() else 0)\n"
+        "cleanup()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", str(script)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "RANK")}
+    plain = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert plain.stdout.split() == ["False", "False", "0"], plain.stderr[-2000:]

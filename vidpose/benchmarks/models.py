@@ -320,7 +320,7 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-class _PeakMemory:
+class PeakMemory:
     """Per-step peak memory growth in bytes: CUDA allocator statistics or the process's peak RSS."""
 
     def __init__(self, device: str) -> None:
@@ -461,7 +461,7 @@ def _row(name: str, builder: Callable[[BenchConfig], ModelCase], config: BenchCo
             runner, mode = model, f"{mode} failed ({type(err).__name__}): eager"
             step(first)
 
-    memory = _PeakMemory(device)
+    memory = PeakMemory(device)
     waits, steps = [], []
     for _ in range(repeats):
         tic = time.perf_counter()

@@ -78,7 +78,7 @@ def _steps(args: argparse.Namespace) -> tuple[int, int]:
     return int(warmup), int(steps)
 
 
-def _train_until(trainer: Any, step: int) -> None:
+def train_until(trainer: Any, step: int) -> None:
     """Run the trainer's epochs until it has made ``step`` optimizer steps (no validation)."""
     trainer.tcfg["max_steps"] = step
     while trainer.step < step:
@@ -103,12 +103,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             seed_everything(int(cfg.seed))
             trainer = Trainer(cfg, info, Path(tmp) / "run")
-            _train_until(trainer, warmup)
+            train_until(trainer, warmup)
             cuda = info.device.type == "cuda"
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
             with profile(activities=activities) as prof:
                 start = time.perf_counter()
-                _train_until(trainer, warmup + steps)
+                train_until(trainer, warmup + steps)
                 if cuda:
                     torch.cuda.synchronize()
                 wall = time.perf_counter() - start

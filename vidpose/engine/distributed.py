@@ -23,11 +23,16 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    launched: bool = False  # started by torchrun (a process group exists even for one process)
 
     @property
     def distributed(self) -> bool:
-        """Whether more than one process takes part."""
-        return self.world_size > 1
+        """Whether a process group runs: more than one process, or any torchrun launch.
+
+        ``torchrun --nproc_per_node=1`` goes through the same process group and DDP wrapper as
+        N processes, so a one-GPU machine exercises the multi-GPU code path.
+        """
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -53,8 +58,9 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInf
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    launched = "TORCHELASTIC_RUN_ID" in os.environ
     dev = _pick_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    if (world_size > 1 or launched) and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(
             backend=backend,
@@ -63,7 +69,7 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInf
             timeout=datetime.timedelta(seconds=timeout_s),
             device_id=dev if dev.type == "cuda" else None,
         )
-    return DistInfo(rank, world_size, local_rank, dev)
+    return DistInfo(rank, world_size, local_rank, dev, launched)
 
 
 def cleanup() -> None:
