@@ -175,3 +175,25 @@ def test_identity_init_with_channel_groups():
     x = torch.randn(1, 4, 5, 5)
     offset, mask = _zero_offsets(layer, x)
     assert torch.allclose(layer(x, offset, mask), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("modulated", [True, False])
+def test_cpu_grid_sample_form_equals_torchvision_in_values_and_gradients(modulated):
+    # backend=auto takes the grid_sample form on CPU (much faster backward): it must be the same function
+    torch.manual_seed(0)
+    layers = {b: ModulatedDeformConv2d(6, 4, kernel_size=3, dilation=2, deform_groups=2, backend=b).double()
+              for b in ("torchvision", "auto")}
+    layers["auto"].load_state_dict(layers["torchvision"].state_dict())
+    x = torch.randn(2, 6, 7, 5, dtype=torch.float64)
+    offset = torch.randn(2, layers["auto"].offset_channels, 7, 5, dtype=torch.float64) * 1.5
+    mask = torch.rand(2, layers["auto"].mask_channels, 7, 5, dtype=torch.float64) if modulated else None
+    results = {}
+    for name, layer in layers.items():
+        inputs = [t.clone().requires_grad_() for t in (x, offset)]
+        out = layer(inputs[0], inputs[1], mask)
+        out.square().sum().backward()
+        results[name] = (out, inputs[0].grad, inputs[1].grad, layer.weight.grad)
+    for a, b in zip(results["auto"], results["torchvision"]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="backend"):
+        ModulatedDeformConv2d(4, 4, backend="cuda")

@@ -68,7 +68,7 @@ def test_stages_run_in_order_with_the_protocol_wired_in(tmp_path, fake_python):
     # started from the HRNet pretrain's final checkpoint, frozen, both seeds in one multirun
     assert f"init_from={tmp_path / 'study' / 'pretrain' / 'hrnet' / 'checkpoints' / 'step_1.pt'}" in jmpose
     assert "head.freeze_backbone=true" in jmpose and "seed=0,1" in jmpose and "exp_name=jmpose" in jmpose
-    assert "schedule.epochs=4" in jmpose and "data=synthetic_degraded" in jmpose
+    assert "schedule.epochs=2" in jmpose and "data=synthetic_degraded" in jmpose
     refine = argvs[-1]
     assert "+exp=hanet_jhmdb_synthetic" in refine
     assert f"refiner.sequences.train={tmp_path / 'study' / 'sequences' / 'vit_jhmdb' / 'train.npz'}" in refine
@@ -106,3 +106,13 @@ def test_launcher_and_dry_run_plan(tmp_path):
     assert len(plan) == len(spec.pretrain) + len(spec.rows)
     assert all("hydra/launcher=submitit_slurm hydra.launcher.partition=gpu" in line for line in plan[3:])
     assert "pretrain/vit/checkpoints/<latest>" in plan[3]
+
+
+def test_parallel_jobs_split_rows_into_seeds(tmp_path, fake_python):
+    script, log = fake_python
+    spec = load_study("claims", overrides=["seeds=[0,1]"])
+    runner = StudyRunner(spec, tmp_path / "study", jobs=2, python=str(script), echo=lambda _: None)
+    runner.run()
+    rows = [a for a in calls(log) if "-m" in a and "+exp=hanet_jhmdb_synthetic" not in a]
+    assert len(rows) == 2 * len(spec.rows) and all(("seed=0" in a) != ("seed=1" in a) for a in rows)
+    assert all((d / "metrics.json").is_file() for d in runner.run_dirs())

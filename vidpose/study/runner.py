@@ -4,7 +4,8 @@ Every run is an ordinary ``tools/train.py`` (or ``tools/eval.py``) command, so a
 hand, by this runner or on a cluster produces the same folders. The rows of a stage are Hydra
 multiruns over the seeds (``-m seed=0,1,2``), one per row: with ``launcher="submitit_slurm"``
 (Hydra's submitit plugin) every seed becomes a cluster job and Hydra waits for them, so the
-stages still run in order.
+stages still run in order. With ``jobs > 1`` on one machine, every seed is its own multirun and
+``jobs`` of them run side by side (one thread each), which balances rows of unequal cost.
 
 Layout under the study folder::
 
@@ -134,15 +135,21 @@ class StudyRunner:
         outputs = tuple(sweep_dir / f"seed{s}" / "metrics.json" for s in seeds)
         return Command(f"{table} {row.name} seeds {list(seeds)}", tuple(argv), outputs, sweep_dir.parent / f"{row.name}.log")
 
-    def row_command(self, row: str) -> Command | None:
-        """Stage 2 for one row: the seeds that have not finished, as one multirun (None if all did)."""
-        spec = self.spec.rows[row]
-        seeds = self._pending("rows", row)
+    def _seed_groups(self, seeds: list[int]) -> list[list[int]]:
+        """One multirun per row, or per seed when local jobs run side by side (balances the load)."""
         if not seeds:
-            return None
+            return []
+        return [[s] for s in seeds] if self.jobs > 1 and not self.launcher else [seeds]
+
+    def row_commands(self, row: str) -> list[Command]:
+        """Stage 2 for one row: the seeds that have not finished, as multiruns (none if all did)."""
+        spec = self.spec.rows[row]
+        groups = self._seed_groups(self._pending("rows", row))
+        if not groups:
+            return []
         data = self.spec.pretrain[spec.pretrained].data
         init = f"init_from={self.pretrained_weights(spec.pretrained)}"
-        return self._sweep("rows", spec, seeds, data, [init], self.spec.row_overrides)
+        return [self._sweep("rows", spec, seeds, data, [init], self.spec.row_overrides) for seeds in groups]
 
     def sequences_command(self, pretrain: str, split: str) -> Command | None:
         """Export a pretrained model's predictions on a split as stage-1 sequences (None if done)."""
@@ -157,19 +164,17 @@ class StudyRunner:
         )
         return Command(f"sequences {pretrain} {split}", argv, (target,), target.parent / f"{split}.log")
 
-    def refine_command(self, row: str) -> Command | None:
+    def refine_commands(self, row: str) -> list[Command]:
         """Stage 3 for one refiner row: pending seeds on its pretrained model's sequences."""
         spec = self.spec.refine[row]
-        seeds = self._pending("refine", row)
-        if not seeds:
-            return None
+        groups = self._seed_groups(self._pending("refine", row))
         train_split, val_split = self.spec.sequence_splits
         files = [
             f"refiner.sequences.train={self.sequences_file(spec.pretrained, train_split)}",
             f"refiner.sequences.val={self.sequences_file(spec.pretrained, val_split)}",
         ]
         data = self.spec.pretrain[spec.pretrained].data
-        return self._sweep("refine", spec, seeds, data, files, self.spec.refine_overrides)
+        return [self._sweep("refine", spec, seeds, data, files, self.spec.refine_overrides) for seeds in groups]
 
     def _pending(self, table: str, row: str) -> list[int]:
         pending = []
@@ -228,10 +233,10 @@ class StudyRunner:
             None if (self.pretrain_dir(name) / "metrics.json").is_file() else self.pretrain_command(name)
             for name in self.spec.pretrain
         ])
-        self._run_all([self.row_command(row) for row in self.spec.rows])
+        self._run_all([c for row in self.spec.rows for c in self.row_commands(row)])
         needed = sorted({row.pretrained for row in self.spec.refine.values()})
         self._run_all([self.sequences_command(p, s) for p in needed for s in self.spec.sequence_splits])
-        self._run_all([self.refine_command(row) for row in self.spec.refine])
+        self._run_all([c for row in self.spec.refine for c in self.refine_commands(row)])
 
     def plan(self) -> list[str]:
         """The commands the study would run now, as shell lines (later stages show their inputs' names)."""

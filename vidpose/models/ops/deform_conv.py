@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
+from vidpose.models.deform_sampling import deform_conv2d_sampled, resolve_deform_backend
+
 __all__ = ["ModulatedDeformConv2d", "ModulatedDeformConvWithOffsets"]
 
 
@@ -28,7 +30,10 @@ class ModulatedDeformConv2d(nn.Module):
 
     ``padding=None`` keeps the spatial size at stride 1 (``dilation * (k - 1) / 2``).
     ``deform_groups`` must divide ``in_channels``; every input channel of group ``g`` is sampled
-    with that group's offsets.
+    with that group's offsets. ``backend``: ``auto`` runs torchvision's kernel on CUDA and the
+    equal ``grid_sample`` form (:mod:`vidpose.models.deform_sampling`, several times faster
+    backward on CPU) elsewhere when stride and groups are 1; ``torchvision`` / ``grid_sample``
+    force one.
     """
 
     def __init__(
@@ -42,8 +47,10 @@ class ModulatedDeformConv2d(nn.Module):
         groups: int = 1,
         deform_groups: int = 1,
         bias: bool = True,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        resolve_deform_backend(backend, torch.device("cpu"))  # validates the name
         for name, value in (
             ("in_channels", in_channels),
             ("out_channels", out_channels),
@@ -75,6 +82,9 @@ class ModulatedDeformConv2d(nn.Module):
         self.dilation = dilation
         self.groups = groups
         self.deform_groups = deform_groups
+        self.backend = backend
+        if backend == "grid_sample" and (stride != 1 or groups != 1):
+            raise ValueError("ModulatedDeformConv2d: backend=grid_sample needs stride 1 and groups 1")
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size)
         )
@@ -142,6 +152,9 @@ class ModulatedDeformConv2d(nn.Module):
                 raise ValueError(
                     f"mask must be {expected_mask} (B, G*k*k, Ho, Wo), got {tuple(mask.shape)}"
                 )
+        sampled_form = self.stride == 1 and self.groups == 1
+        if sampled_form and resolve_deform_backend(self.backend, x.device) == "grid_sample":
+            return deform_conv2d_sampled(x, offset, self.weight, self.bias, self.padding, self.dilation, mask)
         return deform_conv2d(
             x,
             offset,
