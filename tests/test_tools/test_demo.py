@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from vidpose.evaluation import posetrack_map as pm
+from vidpose.inference.detector import TorchvisionPersonDetector
+from vidpose.inference.frames import FolderFrames
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -315,13 +317,11 @@ def test_detector_weights_from_a_local_file(checkpoint, posetrack18_mini, tmp_pa
     wrong = tmp_path / "wrong.pt"
     torch.save({"not": torch.zeros(1)}, wrong)
     with pytest.raises(ValueError, match="do not fit"):
-        demo.detector_boxes(
-            demo.FolderFrames(clip, 30.0, 1), wrong, "fasterrcnn_mobilenet_v3_large_320_fpn"
-        )
+        TorchvisionPersonDetector(wrong, "fasterrcnn_mobilenet_v3_large_320_fpn")
 
 
 def test_bad_inputs_are_clear_errors(checkpoint, tmp_path):
-    with pytest.raises(FileNotFoundError, match="cannot open video"):
+    with pytest.raises(FileNotFoundError, match="none.mp4 does not exist"):
         demo.run_demo(
             demo.parse_args(
                 [
@@ -337,6 +337,6 @@ def test_bad_inputs_are_clear_errors(checkpoint, tmp_path):
         )
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no"):
-        demo.FolderFrames(tmp_path / "empty", 30.0)
+        FolderFrames(tmp_path / "empty")
     with pytest.raises(SystemExit):
         demo.parse_args(["--frames", "x", "--ckpt", "c", "--out", "o"])  # no box source

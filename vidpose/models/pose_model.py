@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
+from vidpose.models.flow.base import pair_flows
 from vidpose.models.flow.cache import FlowCache, flow_pair_key
 from vidpose.models.heads.base import Head
 
@@ -120,8 +121,7 @@ class PoseModel(nn.Module):
         if cache_keys is not None and self.flow_cache is not None and not self.training:
             return self._cached_flows(frames, cache_keys, self.flow_cache)
         with torch.no_grad():
-            flows = [self.flow(frames[:, a].float(), frames[:, b].float()) for a, b in self.pairs]
-        return torch.stack(flows, dim=1)
+            return pair_flows(self.flow, frames, self.pairs)
 
     def _cached_flows(self, frames: torch.Tensor, cache_keys: Sequence[tuple], cache: FlowCache) -> torch.Tensor:
         """``(B, P, 2, H, W)`` flows: cache hits copied back, misses computed as one sub-batch and stored."""
@@ -145,11 +145,25 @@ class PoseModel(nn.Module):
             per_pair.append(torch.stack([flow.to(frames.device) for flow in found]))
         return torch.stack(per_pair, dim=1)
 
-    def forward(self, frames: torch.Tensor, batch: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """RGB frames in [0, 1] ``(B, T, 3, H, W)`` -> head outputs (``"heatmaps"``: ``(B, K, h, w)``)."""
+    def forward(
+        self,
+        frames: torch.Tensor,
+        batch: Mapping[str, torch.Tensor] | None = None,
+        flows: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """RGB frames in [0, 1] ``(B, T, 3, H, W)`` -> head outputs (``"heatmaps"``: ``(B, K, h, w)``).
+
+        ``flows`` ``(B, P, 2, H, W)`` of the head's pairs replaces the flow estimator: an exported
+        graph takes them as an input when its estimator cannot be traced (OpenCV DIS).
+        """
         if frames.dim() != 5 or frames.shape[1] != self.num_frames or frames.shape[2] != 3:
             raise ValueError(
                 f"expected frames of shape (B, {self.num_frames}, 3, H, W), got {tuple(frames.shape)}"
+            )
+        if flows is not None and tuple(flows.shape) != (frames.shape[0], len(self.pairs), 2, *frames.shape[-2:]):
+            raise ValueError(
+                f"flows must be (B, {len(self.pairs)}, 2, H, W) for the head's pairs {self.pairs} and frames "
+                f"{tuple(frames.shape)}, got {tuple(flows.shape)}"
             )
         normalised = (frames - self.mean.to(frames.dtype)) / self.std.to(frames.dtype)
         b, t = frames.shape[:2]
@@ -171,8 +185,9 @@ class PoseModel(nn.Module):
             if features.dim() == 5:
                 initial = initial.unflatten(0, (b, t))
         cache_keys = batch.get("flow_cache_keys") if batch is not None else None
-        with record_function("vidpose::flow"):
-            flows = self.compute_flows(frames, cache_keys)
+        if flows is None:
+            with record_function("vidpose::flow"):
+                flows = self.compute_flows(frames, cache_keys)
         with record_function("vidpose::head"):
             return self.head(features, batch, flows=flows, initial_heatmaps=initial)
 

@@ -11,13 +11,13 @@ whatever ``train()`` is called with, and the computation runs without autograd.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FlowEstimator", "resample_flow", "check_image_pair", "check_unit_range"]
+__all__ = ["FlowEstimator", "pair_flows", "resample_flow", "check_image_pair", "check_unit_range"]
 
 
 def check_image_pair(image1: Tensor, image2: Tensor) -> None:
@@ -59,7 +59,12 @@ class FlowEstimator(nn.Module, ABC):
     """Frozen flow estimator: two ``(B, 3, H, W)`` images in [0, 1] -> flow ``(B, 2, H, W)``.
 
     Subclasses implement :meth:`estimate` and call :meth:`freeze` at the end of ``__init__``.
+    ``traceable`` says whether :meth:`estimate` is torch operations only, so that an exported
+    graph (``tools/export.py``) can hold it; an estimator that calls out of torch sets it False
+    and its flows become an input of the exported graph.
     """
+
+    traceable: bool = True
 
     def freeze(self) -> None:
         """Stop every parameter from requiring grad and switch to eval mode."""
@@ -92,6 +97,13 @@ class FlowEstimator(nn.Module, ABC):
                 f"{type(self).__name__} returned flow {tuple(flow.shape)}, expected {expected}"
             )
         return flow
+
+
+def pair_flows(
+    estimate: Callable[[Tensor, Tensor], Tensor], frames: Tensor, pairs: Sequence[tuple[int, int]]
+) -> Tensor:
+    """Flows ``(B, P, 2, H, W)`` of the frame pairs ``(a, b)`` of a clip ``(B, T, 3, H, W)`` in [0, 1]."""
+    return torch.stack([estimate(frames[:, a].float(), frames[:, b].float()) for a, b in pairs], dim=1)
 
 
 def resample_flow(flow: Tensor, size_hw: Sequence[int]) -> Tensor:

@@ -31,7 +31,10 @@ class OpenCVDISFlow(FlowEstimator):
     """Dense Inverse Search flow (``cv2.DISOpticalFlow``) on CPU grayscale uint8; any size.
 
     ``preset`` is ``ultrafast | fast | medium``. The result is returned on the input's device.
+    Not traceable: an exported graph takes these flows as an input.
     """
+
+    traceable = False
 
     def __init__(self, preset: str = "fast") -> None:
         super().__init__()
