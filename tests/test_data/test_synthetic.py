@@ -573,3 +573,22 @@ def test_synthetic_jhmdb_factory_delegates_to_the_jhmdb_reader(tiny_root: Path) 
     cache_root = tiny_root.parent.parent
     index = DATASETS.get("synthetic_jhmdb")(split="test", preset="tiny", cache_root=str(cache_root))
     assert len(index.videos) == 3 and index.num_frames() == 36
+
+
+def test_a_data_set_finished_by_another_process_meanwhile_is_kept(tmp_path, monkeypatch):
+    # two runs started together both build the set; the second to finish must not replace (and
+    # so delete) the copy the first is already reading
+    real_build = syn._build_temp
+    final = syn.dataset_dir(MICRO, tmp_path)
+
+    def build_while_another_process_finishes(final_dir, label, cfg):
+        tmp = real_build(final_dir, label, cfg)
+        monkeypatch.setattr(syn, "_build_temp", real_build)
+        syn.generate(MICRO, tmp_path)  # the other process
+        (final / "in_use.txt").write_text("reading")
+        return tmp
+
+    monkeypatch.setattr(syn, "_build_temp", build_while_another_process_finishes)
+    assert syn.generate(MICRO, tmp_path) == final
+    assert (final / "in_use.txt").read_text() == "reading"
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # no leftover temporary copy

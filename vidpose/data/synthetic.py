@@ -1297,6 +1297,11 @@ def generate(preset_or_config: str | SyntheticConfig = "default",
     if (final / "manifest.json").is_file() and not force:
         return final
     tmp = _build_temp(final, label, cfg)
+    if (final / "manifest.json").is_file() and not force:
+        # another process finished the same data set while this one built it: keep theirs (it may
+        # be in use already) and drop this copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        return final
     if final.exists():
         # Replaced on force, or a folder without manifest (not made by us): move it aside first.
         trash = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
