@@ -57,13 +57,21 @@ def test_stages_run_in_order_with_the_protocol_wired_in(tmp_path, fake_python):
     runner = StudyRunner(spec, tmp_path / "study", python=str(script), echo=lambda _: None)
     runner.run()
     argvs = calls(log)
-    labels = [a[0].split("/")[-1] for a in argvs]
-    assert labels == ["train.py"] * (3 + len(spec.rows)) + ["eval.py", "eval.py", "train.py"]
-    pretrain = argvs[:3]
+    assert len(argvs) == 3 + len(spec.rows) + 2 + 1
+    pretrain = [a for a in argvs if any(x.startswith("exp_name=pretrain_") for x in a)]
     assert {a[1] for a in pretrain} == {"+exp=baseline_synthetic", "+exp=baseline_hrnet_synthetic",
                                         "+exp=baseline_jhmdb_synthetic"}
-    rows = argvs[3:3 + len(spec.rows)]
-    assert all(a[1] == "-m" for a in rows)
+    rows = [a for a in argvs if a[1] == "-m" and "+exp=hanet_jhmdb_synthetic" not in a]
+    assert len(rows) == len(spec.rows)
+    # every run after what it needs: a row after its family's stage-1 model, HANet after both sequence files
+    position = {json.dumps(a): i for i, a in enumerate(argvs)}
+    first = {name: position[json.dumps(a)] for a in pretrain for name in ("vit", "hrnet", "vit_jhmdb")
+             if f"exp_name=pretrain_{name}" in a}
+    for a in rows:
+        family = "hrnet" if "pretrain/hrnet/" in " ".join(a) else "vit"
+        assert position[json.dumps(a)] > first[family]
+    evals = [position[json.dumps(a)] for a in argvs if a[0].endswith("eval.py")]
+    assert len(evals) == 2 and min(evals) > first["vit_jhmdb"] and position[json.dumps(argvs[-1])] > max(evals)
     jmpose = next(a for a in rows if "+exp=jmpose_synthetic" in a)
     # started from the HRNet pretrain's final checkpoint, frozen, both seeds in one multirun
     assert f"init_from={tmp_path / 'study' / 'pretrain' / 'hrnet' / 'checkpoints' / 'step_1.pt'}" in jmpose

@@ -14,6 +14,9 @@ Layout under the study folder::
     sequences/<pretrain>/<split>.npz      stage-1 keypoint sequences for the refiners
     refine/<row>/seed<k>/                 refiners on those sequences
 
+A run starts as soon as its inputs exist (a row right after its family's stage-1 model), so a
+core never waits for an unrelated stage-1 model.
+
 A run whose folder holds ``metrics.json`` finished (the trainer writes it last) and is not run
 again, so an interrupted study continues where it stopped; a seed that did not finish is run
 again from its start in a fresh folder (the old one is renamed, never overwritten).
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,27 +219,56 @@ class StudyRunner:
         self.finished.append(command.label)
         self.echo(f"[study] {command.label}: done in {minutes:.1f} min")
 
-    def _run_all(self, commands: Sequence[Command | None]) -> None:
-        todo = [c for c in commands if c is not None]
-        if self.jobs <= 1 or len(todo) <= 1:
-            for command in todo:
-                self._execute(command)
-            return
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for future in [pool.submit(self._execute, c) for c in todo]:
-                future.result()
+    def _unlocked(self, queued: set[str]) -> list[Command]:
+        """Commands whose inputs now exist and that were not queued yet (their labels join ``queued``)."""
+        ready: list[Command] = []
+
+        def add(key: str, make: Callable[[], list[Command]]) -> None:
+            if key not in queued:
+                queued.add(key)
+                ready.extend(make())
+
+        finished = {n for n in self.spec.pretrain if (self.pretrain_dir(n) / "metrics.json").is_file()}
+        for name in self.spec.pretrain:
+            if name not in finished:
+                add(f"pretrain {name}", lambda n=name: [self.pretrain_command(n)])
+        for row in self.spec.rows.values():
+            if row.pretrained in finished:
+                add(f"rows {row.name}", lambda r=row.name: self.row_commands(r))
+        for name in sorted({row.pretrained for row in self.spec.refine.values()} & finished):
+            for split in self.spec.sequence_splits:
+                add(f"sequences {name} {split}",
+                    lambda n=name, s=split: [c for c in [self.sequences_command(n, s)] if c is not None])
+        for row in self.spec.refine.values():
+            if all(self.sequences_file(row.pretrained, s).is_file() for s in self.spec.sequence_splits):
+                add(f"refine {row.name}", lambda r=row.name: self.refine_commands(r))
+        return ready
 
     def run(self) -> None:
-        """All stages in order; each stage's runs may run ``jobs`` at a time."""
+        """Every run, ``jobs`` at a time, each as soon as its inputs exist: a row right after its
+        family's stage-1 model, refiners after their sequences. The first failure stops the study
+        (runs already started finish) and is raised."""
         self.study_dir.mkdir(parents=True, exist_ok=True)
-        self._run_all([
-            None if (self.pretrain_dir(name) / "metrics.json").is_file() else self.pretrain_command(name)
-            for name in self.spec.pretrain
-        ])
-        self._run_all([c for row in self.spec.rows for c in self.row_commands(row)])
-        needed = sorted({row.pretrained for row in self.spec.refine.values()})
-        self._run_all([self.sequences_command(p, s) for p in needed for s in self.spec.sequence_splits])
-        self._run_all([c for row in self.spec.refine for c in self.refine_commands(row)])
+        queued: set[str] = set()
+        queue = self._unlocked(queued)
+        running: dict[Future, Command] = {}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            while queue or running:
+                while queue and len(running) < max(1, self.jobs) and failure is None:
+                    command = queue.pop(0)
+                    running[pool.submit(self._execute, command)] = command
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    if future.exception() is not None and failure is None:
+                        failure = future.exception()
+                if failure is None:
+                    queue += self._unlocked(queued)
+        if failure is not None:
+            raise failure
 
     def plan(self) -> list[str]:
         """The commands the study would run now, as shell lines (later stages show their inputs' names)."""
