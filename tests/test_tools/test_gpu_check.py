@@ -112,6 +112,25 @@ def test_every_synthetic_twin_gets_a_training_check(tmp_path, monkeypatch):
     assert experiments.methods() == [new]
 
 
+def test_registry_coverage_requires_vidpose_entries_and_lists_plugin_ones(monkeypatch):
+    from vidpose.registry import HEADS, REFINERS
+
+    own = {("HEADS", n) for n in HEADS.names()} | {("REFINERS", n) for n in REFINERS.names()}
+    own = {k for k in own if (HEADS if k[0] == "HEADS" else REFINERS).get(k[1]).__module__.startswith("vidpose.")}
+    plugin_head = type("PluginHead", (), {"__module__": "someone_elses_plugin"})
+    monkeypatch.setitem(HEADS._entries, "plugin_only_head", plugin_head)
+    fake = [experiments.Method(f"m{i}", f"m{i}_synthetic", f"m{i}_pt18", "synthetic") for i in range(len(own))]
+    trained = dict(zip((m.name for m in fake), sorted(own)))
+    monkeypatch.setattr(experiments, "methods", lambda: fake)
+    monkeypatch.setattr(experiments, "trained_module", lambda m: trained[m.name])
+    outcome = experiments.registry_coverage(None)
+    assert outcome.passed and outcome.numbers["plugin_entries_not_checked"] == ["HEADS:plugin_only_head"]
+    dropped = sorted(own)[0]
+    trained[fake[0].name] = sorted(own)[1]
+    outcome = experiments.registry_coverage(None)
+    assert not outcome.passed and outcome.numbers["untrained"] == [f"{dropped[0]}:{dropped[1]}"]
+
+
 # ----------------------------------------------------------------------------------- the CPU mode
 
 
