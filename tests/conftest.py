@@ -1,4 +1,4 @@
-"""Shared fixtures: locations of the real data samples in ``../shared/data``."""
+"""Shared fixtures: locations of the real data samples in ``../shared/data``; one thread per xdist worker."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2` on two cores: a worker with torch's default thread count (all cores) would
+    # fight the other worker for them; the runs tests start inherit the setting.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VIDPOSE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
