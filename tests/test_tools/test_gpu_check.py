@@ -124,7 +124,9 @@ def test_registry_coverage_requires_vidpose_entries_and_lists_plugin_ones(monkey
     monkeypatch.setattr(experiments, "methods", lambda: fake)
     monkeypatch.setattr(experiments, "trained_module", lambda m: trained[m.name])
     outcome = experiments.registry_coverage(None)
-    assert outcome.passed and outcome.numbers["plugin_entries_not_checked"] == ["HEADS:plugin_only_head"]
+    # other tests' plugins (the fault head) may be registered in this process too
+    assert outcome.passed and "HEADS:plugin_only_head" in outcome.numbers["plugin_entries_not_checked"]
+    assert not {f"{g}:{n}" for g, n in own} & set(outcome.numbers["plugin_entries_not_checked"])
     dropped = sorted(own)[0]
     trained[fake[0].name] = sorted(own)[1]
     outcome = experiments.registry_coverage(None)
